@@ -1,0 +1,36 @@
+"""Demo warehouse refresh: re-computes the demo segments, then updates the asset the exports wait on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.sdk import DAG, Asset, Connection, task
+
+SEGMENTS_REFRESHED = Asset("demo_warehouse_segments")
+WAREHOUSE_CONN_ID = "demo_warehouse"
+
+
+def warehouse_target(conn: Connection) -> str:
+    """The seed tool's target URL for an Airflow SQLite or PostgreSQL connection."""
+    if conn.conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    user = f"{conn.login}@" if conn.login else ""
+    return f"postgresql://{user}{conn.host}:{conn.port or 5432}/{conn.schema}"
+
+
+with DAG(
+    dag_id="demo_warehouse_refresh",
+    description="Refresh the demo customer segments; exports that follow the asset run afterwards",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    tags=["demo", "warehouse"],
+):
+
+    @task(outlets=[SEGMENTS_REFRESHED])
+    def refresh_segments() -> dict[str, int]:
+        from demo_warehouse.seed import refresh_segments as refresh
+
+        return refresh(warehouse_target(Connection.get(WAREHOUSE_CONN_ID)))
+
+    refresh_segments()

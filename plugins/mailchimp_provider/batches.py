@@ -1,0 +1,73 @@
+"""Mailchimp batch operations: the status lifecycle and the results archive format."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+import zlib
+from enum import StrEnum
+
+import pyarrow as pa
+
+RESULT_SCHEMA = pa.schema(
+    [("operation_id", pa.string()), ("status_code", pa.int32()), ("response", pa.string())]
+)
+
+
+class BatchStatus(StrEnum):
+    PENDING = "pending"
+    PREPROCESSING = "preprocessing"
+    STARTED = "started"
+    FINALIZING = "finalizing"
+    FINISHED = "finished"
+
+    def is_terminal(self) -> bool:
+        """``finished`` is the only end state; it includes errored operations, which are per-result."""
+        return self is BatchStatus.FINISHED
+
+
+class CorruptArchive(ValueError):
+    """A results archive that cannot be read; downloading it again usually helps."""
+
+
+def parse_results_archive(data: bytes) -> pa.Table:
+    """Every ``{status_code, operation_id, response}`` in a gzipped tar of JSON files, as a table.
+
+    Empty files and directories are skipped, as Mailchimp's archives contain them.
+    """
+    ids: list[str] = []
+    codes: list[int] = []
+    responses: list[str] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            for member in archive:
+                if not member.isfile() or member.size == 0:
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                content = handle.read().strip()
+                if not content:
+                    continue
+                for result in json.loads(content):
+                    ids.append(str(result.get("operation_id")))
+                    codes.append(int(result["status_code"]))
+                    response = result.get("response")
+                    responses.append(response if isinstance(response, str) else json.dumps(response))
+    except (
+        tarfile.TarError,
+        EOFError,
+        OSError,
+        zlib.error,
+        gzip.BadGzipFile,
+        ValueError,
+        KeyError,
+        TypeError,
+    ) as exc:
+        raise CorruptArchive(f"results archive is unreadable: {type(exc).__name__}") from None
+    return pa.Table.from_arrays(
+        [pa.array(ids, pa.string()), pa.array(codes, pa.int32()), pa.array(responses, pa.string())],
+        schema=RESULT_SCHEMA,
+    )

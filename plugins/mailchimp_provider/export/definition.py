@@ -1,0 +1,170 @@
+"""Export definitions: one YAML file per export, validated before any DAG is built from it."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+EXPORTS_DIR_ENV = "MAILCHIMP_EXPORTS_DIR"
+MAX_DEFINITION_BYTES = 256 * 1024
+
+# Plain SQL identifiers, optionally schema-qualified. They are still quoted when used: this check only
+# makes a hostile name fail at parse time with a clear message instead of at query time.
+_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+_QUALIFIED = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
+Identifier = Annotated[str, StringConstraints(pattern=_IDENTIFIER)]
+QualifiedName = Annotated[str, StringConstraints(pattern=_QUALIFIED)]
+ExportName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+MergeTag = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9_]{1,10}$")]
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=250)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MailchimpTarget(_Strict):
+    conn_id: NonEmpty
+    audience_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,32}$")]
+    status_if_new: Literal["auto", "subscribed", "pending", "transactional"] = "auto"
+    tag_segments: bool = True
+
+
+class WarehouseSource(_Strict):
+    conn_id: NonEmpty
+    table: QualifiedName | None = None
+    query: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    segment_column: Identifier = "segment"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WarehouseSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        return self
+
+
+class Columns(_Strict):
+    id: Identifier
+    email: Identifier
+    first_name: Identifier | None = None
+    last_name: Identifier | None = None
+
+
+class Schedule(_Strict):
+    cron: NonEmpty | None = None
+    after_assets: list[NonEmpty] = Field(default_factory=list)
+
+
+class ExportDefinition(_Strict):
+    """What one export sends where; the YAML file's schema."""
+
+    export: ExportName
+    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+    mailchimp: MailchimpTarget
+    warehouse: WarehouseSource
+    segments: Annotated[list[NonEmpty], Field(min_length=1, max_length=100)]
+    columns: Columns
+    merge_fields: dict[MergeTag, Identifier] = Field(default_factory=dict)
+    schedule: Schedule = Field(default_factory=Schedule)
+    max_profiles: Annotated[int, Field(gt=0, le=10_000_000)] = 1_000_000
+    job_size: Annotated[int, Field(ge=500, le=500_000)] = 50_000
+    extract_chunk_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 50_000
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    batch_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3 * 3600.0
+
+    @model_validator(mode="after")
+    def _merge_fields_do_not_clash(self) -> ExportDefinition:
+        named = {"FNAME": self.columns.first_name, "LNAME": self.columns.last_name}
+        for tag, column in named.items():
+            if column and tag in self.merge_fields:
+                raise ValueError(f"merge field {tag} is already set by columns.{_NAME_FIELDS[tag]}")
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"mailchimp_export__{self.export}"
+
+    def merge_field_columns(self) -> dict[str, str]:
+        """Every merge tag the export fills, with the source column, FNAME/LNAME included."""
+        mapping = dict(self.merge_fields)
+        if self.columns.first_name:
+            mapping["FNAME"] = self.columns.first_name
+        if self.columns.last_name:
+            mapping["LNAME"] = self.columns.last_name
+        return mapping
+
+
+_NAME_FIELDS = {"FNAME": "first_name", "LNAME": "last_name"}
+
+
+class DefinitionError(ValueError):
+    """A definition file that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class LoadedDefinition:
+    path: Path
+    definition: ExportDefinition | None
+    error: DefinitionError | None
+
+
+def exports_dir(default: Path) -> Path:
+    return Path(os.environ.get(EXPORTS_DIR_ENV) or default)
+
+
+def load_definition(path: Path) -> ExportDefinition:
+    """Parse and validate one file; every problem becomes a DefinitionError naming file and field."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_DEFINITION_BYTES:
+            raise DefinitionError(f"{path}: file is {size} bytes, larger than {MAX_DEFINITION_BYTES}")
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except DefinitionError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(f"{path}: cannot read file: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise DefinitionError(f"{path}: not valid YAML: {_one_line(str(exc))}") from None
+    if not isinstance(raw, dict):
+        raise DefinitionError(f"{path}: expected a mapping of fields at the top level")
+    try:
+        definition = ExportDefinition.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise DefinitionError(f"{path}: {problems}") from None
+    if definition.export != path.stem:
+        raise DefinitionError(f"{path}: field 'export' is {definition.export!r} but must match the file name")
+    return definition
+
+
+def load_all(directory: Path) -> list[LoadedDefinition]:
+    """Every *.yaml/*.yml file in the folder; a broken file is returned with its error, not raised."""
+    results = []
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            results.append(LoadedDefinition(path, load_definition(path), None))
+        except DefinitionError as exc:
+            results.append(LoadedDefinition(path, None, exc))
+    return results
+
+
+def _describe(err: dict) -> str:
+    field = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    message = err["msg"]
+    if err["type"] == "string_pattern_mismatch":
+        message = "not an allowed name (letters, digits and _ only" + (
+            "; merge tags are upper case, 10 characters at most)" if "merge_fields" in field else ")"
+        )
+    elif err["type"] == "extra_forbidden":
+        message = "unknown field"
+    return f"field '{field}': {message}"
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()

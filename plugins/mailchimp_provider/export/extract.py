@@ -1,0 +1,126 @@
+"""Stream a segment's rows from any DB-API warehouse into Parquet parts, a bounded chunk at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from mailchimp_provider.export.definition import ExportDefinition
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse could not give us the segment; raised before anything is uploaded."""
+
+
+class TooManyProfiles(RuntimeError):
+    """The export is larger than its ``max_profiles``; raised before anything is uploaded."""
+
+
+def quote_identifier(name: str) -> str:
+    """ANSI-quote a (possibly schema-qualified) identifier; SQLite and PostgreSQL both accept this."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+def source_columns(definition: ExportDefinition) -> list[str]:
+    """The warehouse columns the export reads, each once, in a stable order."""
+    wanted = [
+        definition.columns.id,
+        definition.columns.email,
+        definition.warehouse.segment_column,
+        *definition.merge_field_columns().values(),
+    ]
+    return list(dict.fromkeys(wanted))
+
+
+def build_query(definition: ExportDefinition, segments: Sequence[str], placeholder: str) -> tuple[str, list]:
+    """The extraction SQL and its parameters: identifiers quoted, values bound, never pasted.
+
+    Rows come ordered by normalised email so every row of one address is adjacent: validation can then
+    merge an address's segments into one member while streaming.
+    """
+    source = definition.warehouse
+    if source.table:
+        relation = quote_identifier(source.table)
+    else:
+        relation = f"({source.query.rstrip().rstrip(';')}) AS export_source"
+    selected = ", ".join(quote_identifier(column) for column in source_columns(definition))
+    email = quote_identifier(definition.columns.email)
+    marks = ", ".join([placeholder] * len(segments))
+    sql = (
+        f"SELECT {selected} FROM {relation} "
+        f"WHERE {quote_identifier(source.segment_column)} IN ({marks}) "
+        f"ORDER BY lower(trim({email})), {quote_identifier(definition.columns.id)}"
+    )
+    return sql, list(segments)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    rows: int
+    parts: int
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def rows_to_table(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pa.Table:
+    """Rows as an all-text Arrow table: types differ between warehouses, mapping parses per merge field."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    arrays = [pa.array([_as_text(v) for v in column], type=pa.string()) for column in columns]
+    return pa.Table.from_arrays(arrays, names=list(names))
+
+
+def fetch_chunks(cursor: Any, chunk_rows: int) -> Iterator[list]:
+    while rows := cursor.fetchmany(chunk_rows):
+        yield rows
+
+
+def extract(
+    cursor: Any,
+    sql: str,
+    params: list,
+    names: Sequence[str],
+    *,
+    chunk_rows: int,
+    max_rows: int,
+    write_part: Callable[[int, pa.Table], None],
+) -> ExtractResult:
+    """Run the query on an open cursor and hand each chunk to ``write_part`` as an Arrow table.
+
+    ``max_rows`` stops a runaway segment early: a profile is at most one row per segment, so more rows
+    than max_profiles x segments means too many profiles whatever validation later finds.
+    """
+    try:
+        cursor.execute(sql, params)
+        rows = parts = 0
+        for chunk in fetch_chunks(cursor, chunk_rows):
+            rows += len(chunk)
+            if rows > max_rows:
+                raise TooManyProfiles(
+                    f"the segment query returned more than {max_rows:,} rows, so more profiles than the "
+                    "export's max_profiles allows; nothing was uploaded"
+                )
+            write_part(parts, rows_to_table(chunk, names))
+            parts += 1
+    except TooManyProfiles:
+        raise
+    except Exception as exc:  # DB-API drivers share no exception base class
+        raise WarehouseError(
+            f"the warehouse query failed: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+    return ExtractResult(rows=rows, parts=parts)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"

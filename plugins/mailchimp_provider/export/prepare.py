@@ -1,0 +1,197 @@
+"""Validate and map: turn extracted rows into Mailchimp members and locally rejected profiles.
+
+Rows arrive ordered by address (see ``extract.build_query``), so all rows of one address are adjacent
+and are merged into one member while streaming: memory grows with the chunk, plus one small integer per
+accepted address for the cross-chunk duplicate check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from mailchimp_provider.export.mapping import FieldPlan, map_values
+from mailchimp_provider.export.validate import Reason, normalise_email, subscriber_hash
+
+MEMBER_SCHEMA = pa.schema(
+    [
+        ("profile_id", pa.string()),
+        ("email", pa.string()),
+        ("subscriber_hash", pa.string()),
+        ("fingerprint", pa.int64()),
+        ("member_json", pa.string()),
+        ("send", pa.bool_()),
+    ]
+)
+REJECT_SCHEMA = pa.schema(
+    [("profile_id", pa.string()), ("email", pa.string()), ("reason", pa.string()), ("detail", pa.string())]
+)
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    id_column: str
+    email_column: str
+    segment_column: str
+    fields: list[FieldPlan]
+    status_if_new: str
+    tag_segments: bool
+    archived_hashes: frozenset[str] = frozenset()
+    previous_fingerprints: frozenset[int] = frozenset()
+
+
+@dataclass
+class PrepareResult:
+    rows_read: int = 0
+    profiles_read: int = 0
+    to_send: int = 0
+    unchanged: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    dropped_values: dict[str, int] = field(default_factory=dict)
+    parts: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return self.to_send + self.unchanged
+
+
+def fingerprint(member_json: str) -> int:
+    """A signed 64-bit digest of what is sent for a member, to skip it next time if unchanged."""
+    return int.from_bytes(hashlib.blake2b(member_json.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class _PartWriter:
+    """Buffers output rows and writes a Parquet part per input part."""
+
+    def __init__(self, schema: pa.Schema, write: Callable[[int, pa.Table], None]) -> None:
+        self.schema = schema
+        self.write = write
+        self.rows: list[tuple] = []
+
+    def add(self, *values: object) -> None:
+        self.rows.append(values)
+
+    def flush(self, index: int) -> None:
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(self.schema)
+        self.write(
+            index,
+            pa.Table.from_arrays(
+                [pa.array(c, t.type) for c, t in zip(columns, self.schema, strict=True)], schema=self.schema
+            ),
+        )
+        self.rows = []
+
+
+class Preparer:
+    """Streams extracted parts through validation and mapping; one instance per run."""
+
+    def __init__(
+        self,
+        settings: PrepareSettings,
+        write_members: Callable[[int, pa.Table], None],
+        write_rejects: Callable[[int, pa.Table], None],
+    ) -> None:
+        self.settings = settings
+        self.members = _PartWriter(MEMBER_SCHEMA, write_members)
+        self.rejects = _PartWriter(REJECT_SCHEMA, write_rejects)
+        self.result = PrepareResult()
+        self._seen: set[int] = set()
+
+    def run(self, parts: Iterable[pa.Table]) -> PrepareResult:
+        group: list[dict] = []
+        group_key: object = object()
+        for index, table in enumerate(parts):
+            rows = table.to_pylist()
+            self.result.rows_read += len(rows)
+            for row in rows:
+                raw = row[self.settings.email_column]
+                key = raw.strip().lower() if raw else None
+                if key != group_key and group:
+                    self._flush_group(group)
+                    group = []
+                group_key = key
+                group.append(row)
+            # The last group may continue in the next part, so it is carried over, not flushed.
+            self._write_parts(index, carry=True)
+            self.result.parts = index + 1
+        if group:
+            self._flush_group(group)
+        self._write_parts(self.result.parts, carry=False)
+        return self.result
+
+    def _write_parts(self, index: int, *, carry: bool) -> None:
+        if carry and not self.members.rows and not self.rejects.rows:
+            return
+        self.members.flush(index)
+        self.rejects.flush(index)
+
+    def _reject(self, profile_id: str, email: str | None, reason: Reason, detail: str) -> None:
+        self.rejects.add(profile_id, email, reason.value, detail)
+        self.result.rejected[reason.value] = self.result.rejected.get(reason.value, 0) + 1
+
+    def _flush_group(self, rows: list[dict]) -> None:
+        s = self.settings
+        profiles: dict[str, list[dict]] = {}
+        for row in rows:
+            profiles.setdefault(row[s.id_column], []).append(row)
+        self.result.profiles_read += len(profiles)
+        first_id, first_rows = next(iter(profiles.items()))
+        raw_email = first_rows[0][s.email_column]
+        check = normalise_email(raw_email)
+        if check.reason:
+            for pid, prows in profiles.items():
+                self._reject(pid, prows[0][s.email_column], check.reason, check.detail)
+            return
+        email = check.email
+        member_hash = subscriber_hash(email)
+        seen_key = int(member_hash[:16], 16)
+        if seen_key in self._seen:
+            for pid, prows in profiles.items():
+                self._reject(
+                    pid,
+                    prows[0][s.email_column],
+                    Reason.DUPLICATE_EMAIL,
+                    "address already exported for another profile",
+                )
+            return
+        self._seen.add(seen_key)
+        for pid, prows in list(profiles.items())[1:]:
+            self._reject(
+                pid, prows[0][s.email_column], Reason.DUPLICATE_EMAIL, f"same address as profile {first_id}"
+            )
+        if member_hash in s.archived_hashes:
+            self._reject(
+                first_id,
+                raw_email,
+                Reason.ARCHIVED_IN_AUDIENCE,
+                "the member is archived in Mailchimp; exports never restore archived members",
+            )
+            return
+        merge_fields = map_values(s.fields, first_rows[0], self.result.dropped_values)
+        if merge_fields is None:
+            self._reject(
+                first_id,
+                raw_email,
+                Reason.MISSING_REQUIRED_MERGE_FIELD,
+                "a required merge field is empty or invalid",
+            )
+            return
+        member: dict = {
+            "email_address": email,
+            "status_if_new": s.status_if_new,
+            "merge_fields": merge_fields,
+        }
+        if s.tag_segments:
+            member["tags"] = sorted({row[s.segment_column] for row in rows if row[s.segment_column]})
+        member_json = json.dumps(member, ensure_ascii=False, separators=(",", ":"))
+        digest = fingerprint(member_json)
+        send = digest not in s.previous_fingerprints
+        if send:
+            self.result.to_send += 1
+        else:
+            self.result.unchanged += 1
+        self.members.add(first_id, email, member_hash, digest, member_json, send)

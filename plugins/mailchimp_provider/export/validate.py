@@ -1,0 +1,83 @@
+"""Email checks and normalisation, mirroring what Mailchimp accepts, so bad rows fail here with a reason."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a profile was rejected before upload: the codes in rejects files and reports."""
+
+    MISSING_EMAIL = "missing_email"
+    INVALID_EMAIL = "invalid_email"
+    DUPLICATE_EMAIL = "duplicate_email"
+    ARCHIVED_IN_AUDIENCE = "archived_in_audience"
+    MISSING_REQUIRED_MERGE_FIELD = "missing_required_merge_field"
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class EmailCheck:
+    email: str | None
+    reason: Reason | None = None
+    detail: str = ""
+
+
+def normalise_email(raw: str | None) -> EmailCheck:
+    """Trim, lower-case the domain, IDNA-encode it; reject what Mailchimp would refuse as malformed.
+
+    The local part keeps its case (Mailchimp stores it as given); identity is case-insensitive through
+    :func:`email_key`.
+    """
+    if raw is None or not raw.strip():
+        return EmailCheck(None, Reason.MISSING_EMAIL, "email is empty")
+    email = raw.strip()
+    if _CONTROL.search(email):
+        return EmailCheck(None, Reason.INVALID_EMAIL, "email contains control characters")
+    if email.count("@") != 1:
+        return EmailCheck(None, Reason.INVALID_EMAIL, "email must contain exactly one @")
+    local, domain = email.split("@")
+    if not local or len(local) > 64:
+        return EmailCheck(None, Reason.INVALID_EMAIL, "local part must be 1 to 64 characters")
+    if not _LOCAL.match(local):
+        return EmailCheck(None, Reason.INVALID_EMAIL, "local part has characters or dots Mailchimp refuses")
+    domain = domain.lower()
+    if domain.endswith("."):
+        domain = domain[:-1]  # the fully-qualified form names the same domain
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return EmailCheck(None, Reason.INVALID_EMAIL, "domain is not a valid internationalised name")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        return EmailCheck(None, Reason.INVALID_EMAIL, "domain is not a valid host name")
+    email = f"{local}@{domain}"
+    if len(email) > 254:
+        return EmailCheck(None, Reason.INVALID_EMAIL, "email is longer than 254 characters")
+    return EmailCheck(email)
+
+
+def email_key(email: str) -> str:
+    """The case-insensitive identity of an address, as Mailchimp hashes it."""
+    return email.strip().lower()
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: MD5 of the lower-cased address."""
+    return hashlib.md5(email_key(email).encode("utf-8")).hexdigest()  # noqa: S324 - Mailchimp's scheme
+
+
+def mask_email(email: str | None) -> str:
+    """An address made fit for logs: first character of the local part and the domain."""
+    if not email:
+        return "<empty>"
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else f"{email[:1]}***"

@@ -1,0 +1,77 @@
+"""MailchimpBatchTrigger: waits in the triggerer for a Mailchimp batch to finish, polling only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from mailchimp_provider.batches import BatchStatus
+from mailchimp_provider.hooks.errors import MailchimpApiError
+from mailchimp_provider.hooks.mailchimp_async import MailchimpAsyncHook
+
+SUMMARY_FIELDS = (
+    "id",
+    "status",
+    "total_operations",
+    "finished_operations",
+    "errored_operations",
+    "submitted_at",
+    "completed_at",
+)
+
+
+def batch_summary(batch: dict) -> dict:
+    """The few batch fields worth carrying in events and XCom (no result URLs: they are bearer links)."""
+    return {key: batch.get(key) for key in SUMMARY_FIELDS}
+
+
+class MailchimpBatchTrigger(BaseTrigger):
+    """Poll ``GET /batches/{id}`` until the batch finishes or ``deadline`` (epoch seconds) passes.
+
+    Events: ``{"status": "finished", "batch": {...}}``, ``{"status": "timeout", "batch_id",
+    "last_status"}`` or ``{"status": "error", "batch_id", "message"}``.
+    """
+
+    def __init__(self, mailchimp_conn_id: str, batch_id: str, poll_interval: float, deadline: float) -> None:
+        super().__init__()
+        self.mailchimp_conn_id = mailchimp_conn_id
+        self.batch_id = batch_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "mailchimp_conn_id": self.mailchimp_conn_id,
+                "batch_id": self.batch_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = MailchimpAsyncHook(self.mailchimp_conn_id)
+        last_status = "unknown"
+        try:
+            while True:
+                batch = await hook.get_batch(self.batch_id)
+                last_status = batch.get("status", "unknown")
+                if BatchStatus(last_status).is_terminal():
+                    yield TriggerEvent({"status": "finished", "batch": batch_summary(batch)})
+                    return
+                if time.time() >= self.deadline:
+                    yield TriggerEvent(
+                        {"status": "timeout", "batch_id": self.batch_id, "last_status": last_status}
+                    )
+                    return
+                self.log.info(
+                    "Batch %s is %s; next poll in %ss", self.batch_id, last_status, self.poll_interval
+                )
+                await asyncio.sleep(min(self.poll_interval, max(0.0, self.deadline - time.time())))
+        except (MailchimpApiError, ValueError) as exc:
+            yield TriggerEvent({"status": "error", "batch_id": self.batch_id, "message": str(exc)})
