@@ -19,9 +19,17 @@ class TooManyProfiles(RuntimeError):
     """The export is larger than its ``max_profiles``; raised before anything is uploaded."""
 
 
-def quote_identifier(name: str) -> str:
-    """ANSI-quote a (possibly schema-qualified) identifier; SQLite and PostgreSQL both accept this."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+ANSI_QUOTE = '"'
+SQLITE_QUOTE = "`"  # SQLite reads an unknown "name" as a string literal; a `name` is always an identifier
+
+
+def quote_identifier(name: str, quote: str = ANSI_QUOTE) -> str:
+    """Quote a (possibly schema-qualified) identifier, doubling any quote character inside it."""
+    return ".".join(quote + part.replace(quote, quote * 2) + quote for part in name.split("."))
+
+
+def identifier_quote(conn_type: str) -> str:
+    return SQLITE_QUOTE if conn_type == "sqlite" else ANSI_QUOTE
 
 
 def source_columns(definition: ExportDefinition) -> list[str]:
@@ -35,24 +43,30 @@ def source_columns(definition: ExportDefinition) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def build_query(definition: ExportDefinition, segments: Sequence[str], placeholder: str) -> tuple[str, list]:
+def build_query(
+    definition: ExportDefinition, segments: Sequence[str], placeholder: str, quote: str = ANSI_QUOTE
+) -> tuple[str, list]:
     """The extraction SQL and its parameters: identifiers quoted, values bound, never pasted.
 
     Rows come ordered by normalised email so every row of one address is adjacent: validation can then
     merge an address's segments into one member while streaming.
     """
     source = definition.warehouse
+
+    def q(name: str) -> str:
+        return quote_identifier(name, quote)
+
     if source.table:
-        relation = quote_identifier(source.table)
+        relation = q(source.table)
     else:
         relation = f"({source.query.rstrip().rstrip(';')}) AS export_source"
-    selected = ", ".join(quote_identifier(column) for column in source_columns(definition))
-    email = quote_identifier(definition.columns.email)
+    selected = ", ".join(q(column) for column in source_columns(definition))
+    email = q(definition.columns.email)
     marks = ", ".join([placeholder] * len(segments))
     sql = (
         f"SELECT {selected} FROM {relation} "
-        f"WHERE {quote_identifier(source.segment_column)} IN ({marks}) "
-        f"ORDER BY lower(trim({email})), {quote_identifier(definition.columns.id)}"
+        f"WHERE {q(source.segment_column)} IN ({marks}) "
+        f"ORDER BY lower(trim({email})), {q(definition.columns.id)}"
     )
     return sql, list(segments)
 

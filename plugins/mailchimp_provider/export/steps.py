@@ -21,6 +21,7 @@ from mailchimp_provider.export.extract import (
     TooManyProfiles,
     WarehouseError,
     build_query,
+    identifier_quote,
     extract,
     source_columns,
 )
@@ -71,7 +72,7 @@ def check_audience(definition: ExportDefinition, run_id: str) -> dict:
     }
 
 
-def _cursor(conn_id: str) -> tuple[Any, Any, str]:
+def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
     """A streaming cursor: server-side on PostgreSQL, so the segment never sits in client memory."""
     try:
         hook = Connection.get(conn_id).get_hook()
@@ -83,16 +84,17 @@ def _cursor(conn_id: str) -> tuple[Any, Any, str]:
             f"cannot connect to warehouse connection '{conn_id}': {type(exc).__name__}: "
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'}"
         ) from None
-    return connection, cursor, hook.placeholder
+    return connection, cursor, hook
 
 
 def extract_segment(definition: ExportDefinition, run_id: str, segments: list[str]) -> dict:
     started = time.monotonic()
     paths = run_paths(definition, run_id)
     staging.remove_tree(paths.extract_dir)  # a retry starts the extract afresh
-    connection, cursor, placeholder = _cursor(definition.warehouse.conn_id)
+    connection, cursor, hook = _cursor(definition.warehouse.conn_id)
     try:
-        sql, params = build_query(definition, segments, placeholder)
+        quote = identifier_quote(getattr(hook, "conn_type", ""))
+        sql, params = build_query(definition, segments, hook.placeholder, quote)
         result = extract(
             cursor,
             sql,

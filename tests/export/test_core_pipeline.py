@@ -1,0 +1,226 @@
+"""extract -> prepare -> chunk -> reconcile on a real SQLite file, without Airflow or Mailchimp."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from mailchimp_provider.export.chunk import JobWriter, chunk_members
+from mailchimp_provider.export.definition import ExportDefinition
+from mailchimp_provider.export.extract import (
+    SQLITE_QUOTE,
+    TooManyProfiles,
+    WarehouseError,
+    build_query,
+    extract,
+    source_columns,
+)
+from mailchimp_provider.export.mapping import Audience, MergeField, plan_fields
+from mailchimp_provider.export.prepare import Preparer, PrepareSettings
+from mailchimp_provider.export.reconcile import AccountingError, RunReport, job_outcomes
+from mailchimp_provider.export.validate import subscriber_hash
+
+ROWS = [
+    # customer_id, segment, email, first_name, city
+    ("C1", "vip", "anna@gmail.com", "Anna", "Oslo"),
+    ("C1", "churn", "anna@gmail.com", "Anna", "Oslo"),  # same profile, two segments: one member, two tags
+    ("C2", "vip", " ANNA@gmail.com ", "Anna 2", "Bergen"),  # same address, other profile: duplicate
+    ("C3", "vip", "bad-address", "Bo", "Rome"),
+    ("C4", "churn", None, "Cy", "Rome"),
+    ("C5", "churn", "", "Di", None),
+    ("C6", "vip", "eve@outlook.com", None, "Köln"),
+    ("C7", "vip", "zoe@web.de", "Zoë 😀", "Αθήνα"),
+    ("C8", "other", "notexported@web.de", "No", "No"),
+]
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(tmp_path / "w.db")
+    conn.execute(
+        "CREATE TABLE profiles (customer_id TEXT, segment TEXT, email TEXT, first_name TEXT, city TEXT)"
+    )
+    conn.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?, ?)", ROWS)
+    return conn
+
+
+def definition(**overrides) -> ExportDefinition:
+    raw = {
+        "export": "t",
+        "mailchimp": {"conn_id": "mc", "audience_id": "aud1"},
+        "warehouse": {"conn_id": "wh", "table": "profiles"},
+        "segments": ["vip", "churn"],
+        "columns": {"id": "customer_id", "email": "email", "first_name": "first_name"},
+        "merge_fields": {"CITY": "city"},
+        "extract_chunk_rows": 100,
+    }
+    raw.update(overrides)
+    return ExportDefinition.model_validate(raw)
+
+
+AUDIENCE = Audience("aud1", "A", False, (MergeField("FNAME", "text"), MergeField("CITY", "text")))
+
+
+def run_prepare(conn, d: ExportDefinition, chunk_rows: int = 2, previous=frozenset(), archived=frozenset()):
+    parts: list[pa.Table] = []
+    sql, params = build_query(d, d.segments, "?", SQLITE_QUOTE)
+    result = extract(
+        conn.cursor(),
+        sql,
+        params,
+        source_columns(d),
+        chunk_rows=chunk_rows,
+        max_rows=10_000,
+        write_part=lambda i, t: parts.append(t),
+    )
+    members: list[pa.Table] = []
+    rejects: list[pa.Table] = []
+    settings = PrepareSettings(
+        "customer_id",
+        "email",
+        "segment",
+        plan_fields(AUDIENCE, d.merge_field_columns()),
+        "subscribed",
+        True,
+        archived,
+        previous,
+    )
+    prepared = Preparer(settings, lambda i, t: members.append(t), lambda i, t: rejects.append(t)).run(parts)
+    return result, prepared, pa.concat_tables(members), pa.concat_tables(rejects)
+
+
+def test_every_profile_gets_one_outcome_and_addresses_are_merged(warehouse) -> None:
+    extracted, prepared, members, rejects = run_prepare(warehouse, definition())
+    assert extracted.rows == 8  # C8's segment is not exported
+    assert prepared.profiles_read == 7
+    assert sorted(members["profile_id"].to_pylist()) == ["C1", "C6", "C7"]
+    assert dict(zip(rejects["profile_id"].to_pylist(), rejects["reason"].to_pylist(), strict=True)) == {
+        "C2": "duplicate_email",
+        "C3": "invalid_email",
+        "C4": "missing_email",
+        "C5": "missing_email",
+    }
+    anna = json.loads(members.filter(pc.equal(members["profile_id"], "C1"))["member_json"][0].as_py())
+    assert anna == {
+        "email_address": "anna@gmail.com",
+        "status_if_new": "subscribed",
+        "merge_fields": {"FNAME": "Anna", "CITY": "Oslo"},
+        "tags": ["churn", "vip"],
+    }
+    assert prepared.to_send + prepared.unchanged + sum(prepared.rejected.values()) == prepared.profiles_read
+
+
+def test_chunk_boundaries_do_not_split_an_address(warehouse) -> None:
+    for chunk_rows in (1, 2, 3, 100):
+        _, prepared, members, _ = run_prepare(warehouse, definition(), chunk_rows=chunk_rows)
+        assert members.num_rows == 3 and prepared.profiles_read == 7
+
+
+def test_unchanged_and_archived_members_are_not_sent(warehouse) -> None:
+    _, _, members, _ = run_prepare(warehouse, definition())
+    previous = frozenset(members["fingerprint"].to_pylist()[:1])
+    archived = frozenset({subscriber_hash("eve@outlook.com")})
+    _, prepared, members2, rejects = run_prepare(
+        warehouse, definition(), previous=previous, archived=archived
+    )
+    assert prepared.unchanged == 1 and prepared.to_send == 1
+    assert "archived_in_audience" in rejects["reason"].to_pylist()
+
+
+def test_chunking_and_reconcile_account_for_everyone(warehouse) -> None:
+    _, prepared, members, _ = run_prepare(warehouse, definition())
+    operations: dict[int, str] = {}
+    indexes: dict[int, pa.Table] = {}
+    jobs = chunk_members([members], "aud1", 500, JobWriter(operations.__setitem__, indexes.__setitem__))
+    assert jobs == [0]
+    op = json.loads(operations[0].splitlines()[0])
+    assert op["method"] == "POST" and op["path"] == "/lists/aud1"
+    body = json.loads(op["body"])
+    assert body["update_existing"] is True and len(body["members"]) == 3
+    answer = {
+        "new_members": [{"email_address": "anna@gmail.com"}],
+        "updated_members": [{"email_address": "eve@outlook.com"}],
+        "errors": [{"email_address": "zoe@web.de", "error": "zoe@web.de looks fake or invalid"}],
+    }
+    results = pa.table(
+        {
+            "operation_id": [op["operation_id"]],
+            "status_code": pa.array([200], pa.int32()),
+            "response": [json.dumps(answer)],
+        }
+    )
+    outcomes = job_outcomes(indexes[0], results)
+    report = RunReport(
+        "t", "r", "aud1", False, profiles_read=prepared.profiles_read, rejected_locally=prepared.rejected
+    )
+    report.add_outcomes(outcomes)
+    report.check()
+    assert (report.created, report.updated, report.failed_total) == (1, 1, 1)
+    report.created -= 1
+    with pytest.raises(AccountingError, match="profiles read"):
+        report.check()
+
+
+def test_a_failed_or_missing_operation_fails_its_members() -> None:
+    index = pa.table(
+        {
+            "operation_id": ["a", "a", "b"],
+            "profile_id": ["1", "2", "3"],
+            "email": ["x@y.de", "z@y.de", "w@y.de"],
+            "subscriber_hash": ["h1", "h2", "h3"],
+        }
+    )
+    results = pa.table(
+        {
+            "operation_id": ["a"],
+            "status_code": pa.array([400], pa.int32()),
+            "response": [json.dumps({"title": "Invalid Resource"})],
+        }
+    )
+    outcomes = job_outcomes(index, results)
+    assert outcomes["error"].to_pylist() == [
+        "Invalid Resource",
+        "Invalid Resource",
+        "Missing from batch results",
+    ]
+
+
+def test_hostile_names_are_quoted_and_values_bound() -> None:
+    d = definition(segments=["vip'); DROP TABLE profiles; --"])
+    sql, params = build_query(d, d.segments, "?", SQLITE_QUOTE)
+    assert params == ["vip'); DROP TABLE profiles; --"]
+    assert "DROP" not in sql and "`profiles`" in sql
+
+
+def test_query_source_is_wrapped_and_filtered(warehouse) -> None:
+    d = definition(warehouse={"conn_id": "wh", "query": "SELECT * FROM profiles WHERE city <> 'Rome';"})
+    extracted, *_ = run_prepare(warehouse, d)
+    assert extracted.rows == 5
+
+
+def test_warehouse_errors_are_clear(warehouse) -> None:
+    d = definition(warehouse={"conn_id": "wh", "table": "missing_table"})
+    with pytest.raises(WarehouseError, match="no such table: missing_table"):
+        run_prepare(warehouse, d)
+    d = definition(columns={"id": "customer_id", "email": "no_such_column"})
+    with pytest.raises(WarehouseError, match="no such column"):
+        run_prepare(warehouse, d)
+
+
+def test_runaway_segment_stops_early(warehouse) -> None:
+    d = definition()
+    sql, params = build_query(d, d.segments, "?", SQLITE_QUOTE)
+    with pytest.raises(TooManyProfiles, match="more than 3 rows"):
+        extract(
+            warehouse.cursor(),
+            sql,
+            params,
+            source_columns(d),
+            chunk_rows=2,
+            max_rows=3,
+            write_part=lambda i, t: None,
+        )
