@@ -21,8 +21,8 @@ from mailchimp_provider.export.extract import (
     TooManyProfiles,
     WarehouseError,
     build_query,
-    identifier_quote,
     extract,
+    identifier_quote,
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, MergeField, plan_fields
