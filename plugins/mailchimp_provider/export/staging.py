@@ -38,7 +38,7 @@ def local_path(path: Any) -> Path | None:
     """The local filesystem path behind ``path``, or None for remote storage."""
     if isinstance(path, Path):
         return path
-    if getattr(path, "protocol", None) in ("file", "local"):
+    if getattr(path, "protocol", None) in ("", "file", "local"):
         return Path(path.path)
     return None
 

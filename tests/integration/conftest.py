@@ -1,0 +1,73 @@
+"""Fixtures that run real parts: the local Mailchimp server (a subprocess talking HTTP), an Airflow
+metadata database, and a seeded SQLite warehouse."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from mailchimp_emulator.testing import EmulatorProcess
+from support import mailchimp_connection
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DEMO_AUDIENCES = ROOT / "include" / "demo" / "mailchimp-audiences.yaml"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated Airflow metadata DB in the tests' own AIRFLOW_HOME, with the Mailchimp pool."""
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    subprocess.run(
+        [
+            str(BIN / "airflow"),
+            "pools",
+            "set",
+            "mailchimp_api",
+            "8",
+            "Mailchimp connections",
+            "--include-deferred",
+        ],
+        check=True,
+        capture_output=True,
+        env=os.environ,
+    )
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    config = yaml.safe_load(DEMO_AUDIENCES.read_text())
+    with EmulatorProcess(tmp_path / "mailchimp", config=config) as server:
+        yield server
+
+
+@pytest.fixture
+def mailchimp_conn(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> EmulatorProcess:
+    """The default Mailchimp connection, pointing at the local server."""
+    monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", mailchimp_connection(emulator))
+    return emulator
+
+
+@pytest.fixture(scope="session")
+def seeded_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo warehouse, built once; tests that change it copy it first."""
+    path = tmp_path_factory.mktemp("warehouse") / "warehouse.db"
+    subprocess.run(
+        [
+            str(BIN / "seed-demo-warehouse"),
+            "--target",
+            f"sqlite:///{path}",
+            "--profiles",
+            "3000",
+            "--seed",
+            "7",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return path

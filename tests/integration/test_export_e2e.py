@@ -1,0 +1,130 @@
+"""The export DAG end to end with dag.test(): SQLite warehouse -> local Mailchimp server -> report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from mailchimp_provider.export.definition import ExportDefinition, load_definition
+from mailchimp_provider.export.validate import email_key, normalise_email
+from mailchimp_provider.hooks.mailchimp import MailchimpHook
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_DEFINITION = ROOT / "include" / "exports" / "demo_vip_and_churn.yaml"
+
+
+@pytest.fixture
+def warehouse(tmp_path, seeded_sqlite, monkeypatch) -> Path:
+    path = tmp_path / "warehouse.db"
+    shutil.copy(seeded_sqlite, path)
+    monkeypatch.setenv("AIRFLOW_CONN_DEMO_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    monkeypatch.setenv("MAILCHIMP_EXPORT_BASE_PATH", str(tmp_path / "staging"))
+    return path
+
+
+def run_export(definition: ExportDefinition, source: Path = DEMO_DEFINITION, **conf) -> dict:
+    from mailchimp_exports import build_export_dag
+
+    dag = build_export_dag(definition, source)
+    run = dag.test(run_conf=conf or None)
+    assert run.state == "success", f"export run ended {run.state}"
+    return latest_report()
+
+
+def latest_report() -> dict:
+    import os
+
+    base = Path(os.environ["MAILCHIMP_EXPORT_BASE_PATH"])
+    reports = sorted(base.glob("*/runs/*/report.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(reports[-1].read_text())
+
+
+def expected_addresses(warehouse: Path, segments: list[str]) -> dict[str, str]:
+    """Valid addresses in the segments, each with its lowest profile id: computed straight from SQL."""
+    conn = sqlite3.connect(warehouse)
+    marks = ",".join("?" * len(segments))
+    rows = conn.execute(
+        f"SELECT customer_id, email FROM segment_profiles WHERE segment IN ({marks})", segments
+    )
+    expected: dict[str, str] = {}
+    for customer_id, email in rows:
+        check = normalise_email(email)
+        if check.email:
+            key = email_key(check.email)
+            expected[key] = min(expected.get(key, customer_id), customer_id)
+    return expected
+
+
+def test_export_then_rerun_changes_nothing(warehouse, mailchimp_conn, airflow_db) -> None:
+    definition = load_definition(DEMO_DEFINITION)
+    report = run_export(definition)
+    members = {m["email_address"].lower(): m for m in mailchimp_conn.members(mailchimp_conn.list_id)}
+    expected = expected_addresses(warehouse, definition.segments)
+
+    # the numbers add up, and the audience holds exactly the accepted profiles
+    rejected, failed = report["totals"]["rejected_locally"], report["totals"]["failed_at_mailchimp"]
+    assert report["profiles_read"] == rejected + report["created"] + report["updated"] + failed
+    assert report["created"] == len(members) > 0 and report["updated"] == 0
+    assert set(members) <= set(expected)
+    assert len(expected) - len(members) == failed  # the addresses Mailchimp refused
+    assert (
+        report["rejected_locally"]["invalid_email"] > 0 and report["rejected_locally"]["duplicate_email"] > 0
+    )
+
+    # merge fields, tags and status as mapped
+    conn = sqlite3.connect(warehouse)
+    checked = 0
+    for key, member in list(members.items())[:300]:
+        first, city, tier = conn.execute(
+            "SELECT first_name, city, loyalty_tier FROM customer_profiles WHERE customer_id = ?",
+            (expected[key],),
+        ).fetchone()
+        assert member["status"] == "subscribed"
+        assert set(member["tags"]) <= {"vip_customers", "churn_risk"} and member["tags"]
+        if first and first.isascii() and len(first) < 50:
+            assert member["merge_fields"]["FNAME"] == first.strip()
+            checked += 1
+        if city and city.isascii():
+            assert member["merge_fields"]["CITY"] == city.strip()
+        assert member["merge_fields"]["TIER"].lower() == tier.lower()
+    assert checked > 50
+
+    # a member unsubscribes in Mailchimp, and the warehouse changes their name: the next run updates
+    # the name but never re-subscribes them
+    key, member = next(iter(members.items()))
+    MailchimpHook().call(
+        "PATCH", f"lists/{mailchimp_conn.list_id}/members/{member['id']}", body={"status": "unsubscribed"}
+    )
+    conn.execute(
+        "UPDATE customer_profiles SET first_name = 'Renamed' WHERE customer_id = ?", (expected[key],)
+    )
+    conn.commit()
+
+    second = run_export(definition)
+    after = {m["email_address"].lower(): m for m in mailchimp_conn.members(mailchimp_conn.list_id)}
+    assert len(after) == len(members)
+    assert second["created"] == 0 and second["updated"] == 1
+    assert second["unchanged"] == report["created"] - 1
+    assert after[key]["status"] == "unsubscribed" and after[key]["merge_fields"]["FNAME"] == "Renamed"
+    assert mailchimp_conn.stats()["peak_concurrency"] <= 10
+
+
+def test_dry_run_uploads_nothing_and_reports_the_plan(warehouse, mailchimp_conn, airflow_db) -> None:
+    report = run_export(load_definition(DEMO_DEFINITION), dry_run=True, segments=["vip_customers"])
+    assert report["dry_run"] is True and report["planned"] > 0 and report["created"] == 0
+    assert mailchimp_conn.members(mailchimp_conn.list_id) == []
+    assert mailchimp_conn.stats()["batches_submitted"] == 0
+
+
+def test_double_opt_in_audience_gets_pending_members(warehouse, mailchimp_conn, airflow_db, tmp_path) -> None:
+    raw = yaml.safe_load(DEMO_DEFINITION.read_text())
+    raw["mailchimp"]["audience_id"] = "demo0doubleoptin"
+    raw["segments"] = ["vip_customers"]
+    raw["merge_fields"] = {}
+    run_export(ExportDefinition.model_validate(raw))
+    statuses = {m["status"] for m in mailchimp_conn.members("demo0doubleoptin")}
+    assert statuses == {"pending"}

@@ -1,0 +1,64 @@
+"""MailchimpBatchTrigger: exact serialization, polling to the end, timeouts and errors as events."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+
+from mailchimp_provider.hooks.mailchimp import MailchimpHook
+from mailchimp_provider.triggers.batch import MailchimpBatchTrigger
+
+
+def test_serialization_round_trip() -> None:
+    trigger = MailchimpBatchTrigger("mc", "b123", 2.5, 1_900_000_000.0)
+    path, kwargs = trigger.serialize()
+    module, _, name = path.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
+    assert rebuilt.serialize() == (path, kwargs)
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert not module.startswith("dags")
+
+
+def _first_event(trigger: MailchimpBatchTrigger) -> dict:
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+
+    return asyncio.run(first())
+
+
+def _submit(server, members: int = 3) -> str:
+    body = json.dumps(
+        {
+            "members": [
+                {"email_address": f"user{i}@gmail.com", "status_if_new": "subscribed"} for i in range(members)
+            ],
+            "update_existing": True,
+        }
+    )
+    op = json.dumps(
+        {"method": "POST", "path": f"/lists/{server.list_id}", "operation_id": "op-1", "body": body}
+    )
+    return MailchimpHook().submit_batch(op)["id"]
+
+
+def test_polls_until_finished(mailchimp_conn) -> None:
+    batch_id = _submit(mailchimp_conn)
+    event = _first_event(MailchimpBatchTrigger("mailchimp_default", batch_id, 0.1, time.time() + 60))
+    assert event["status"] == "finished"
+    assert event["batch"]["id"] == batch_id and event["batch"]["total_operations"] == 1
+    assert "response_body_url" not in event["batch"]
+
+
+def test_reports_timeout_with_the_last_status(mailchimp_conn) -> None:
+    mailchimp_conn.set_faults(stuck_in="started")
+    batch_id = _submit(mailchimp_conn)
+    event = _first_event(MailchimpBatchTrigger("mailchimp_default", batch_id, 0.1, time.time() + 1.5))
+    assert event == {"status": "timeout", "batch_id": batch_id, "last_status": "started"}
+
+
+def test_reports_errors(mailchimp_conn) -> None:
+    event = _first_event(MailchimpBatchTrigger("mailchimp_default", "nosuchbatch", 0.1, time.time() + 10))
+    assert event["status"] == "error" and "404" in event["message"]
