@@ -115,9 +115,7 @@ class CrashAfterSubmit(MailchimpBatchOperator):
 
 def test_crash_and_retry_finishes_the_same_batch(tmp_path, mailchimp_conn, airflow_db) -> None:
     ops = write_operations(tmp_path / "ops.jsonl", mailchimp_conn.list_id)
-    with DAG(
-        "test_crash_and_retry", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)
-    ) as dag:
+    with DAG("test_crash_and_retry", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)) as dag:
         CrashAfterSubmit(
             task_id="upload",
             operations_path=str(ops),

@@ -1,0 +1,79 @@
+"""Every DAG in dags/ loads; broken export definitions give clear import errors without hiding the others."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "include" / "exports" / "demo_vip_and_churn.yaml"
+
+
+def load(monkeypatch, exports: Path | None = None) -> DagBag:
+    if exports is not None:
+        monkeypatch.setenv("MAILCHIMP_EXPORTS_DIR", str(exports))
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_all_dags_load_without_errors(monkeypatch) -> None:
+    bag = load(monkeypatch)
+    assert bag.import_errors == {}
+    assert {"mailchimp_export__demo_vip_and_churn", "demo_warehouse_refresh"} <= set(bag.dag_ids)
+    dag = bag.dags["mailchimp_export__demo_vip_and_churn"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "check_audience",
+        "extract",
+        "validate_and_map",
+        "chunk",
+        "upload_and_poll",
+        "reconcile",
+    ]
+    assert dag.params["dry_run"] is False and dag.max_active_runs == 1
+    assert dag.get_task("upload_and_poll").pool == "mailchimp_api"
+
+
+BROKEN = {
+    "bad_yaml.yaml": ("export: bad_yaml\nmailchimp: [unclosed\n", "not valid YAML"),
+    "missing_email.yaml": (
+        "export: missing_email\nmailchimp: {conn_id: m, audience_id: a1}\nwarehouse: {conn_id: w, table: t}\n"
+        "segments: [s]\ncolumns: {id: id}\n",
+        "field 'columns.email': Field required",
+    ),
+    "injection.yaml": (
+        "export: injection\nmailchimp: {conn_id: m, audience_id: a1}\n"
+        "warehouse: {conn_id: w, table: 't; DROP TABLE x'}\nsegments: [s]\ncolumns: {id: id, email: e}\n",
+        "field 'warehouse.table': not an allowed name",
+    ),
+    "bad_tag.yaml": (
+        "export: bad_tag\nmailchimp: {conn_id: m, audience_id: a1}\nwarehouse: {conn_id: w, table: t}\n"
+        "segments: [s]\ncolumns: {id: id, email: e}\nmerge_fields: {TOOLONGMERGETAG: c}\n",
+        "field 'merge_fields.TOOLONGMERGETAG",
+    ),
+    "both_sources.yaml": (
+        "export: both_sources\nmailchimp: {conn_id: m, audience_id: a1}\n"
+        "warehouse: {conn_id: w, table: t, query: 'select 1'}\nsegments: [s]\ncolumns: {id: id, email: e}\n",
+        "exactly one of 'table' or 'query'",
+    ),
+    "typo.yaml": (
+        "export: typo\nmailchimp: {conn_id: m, audience_id: a1}\nwarehouse: {conn_id: w, table: t}\n"
+        "segments: [s]\ncolumns: {id: id, email: e}\nmax_profile: 5\n",
+        "field 'max_profile': unknown field",
+    ),
+    "wrong_name.yaml": (DEMO.read_text(), "must match the file name"),
+    "huge.yaml": ("export: huge\n# " + "x" * 300_000 + "\n", "larger than"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_definition_is_an_import_error_naming_file_and_field(tmp_path, monkeypatch, name) -> None:
+    shutil.copy(DEMO, tmp_path / DEMO.name)
+    text, expected = BROKEN[name]
+    (tmp_path / name).write_text(text)
+    bag = load(monkeypatch, tmp_path)
+    assert "mailchimp_export__demo_vip_and_churn" in bag.dag_ids  # the valid export still loads
+    (message,) = bag.import_errors.values()
+    assert name in message and expected in message
+    assert "Traceback" not in message
