@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from demo_warehouse.db import Target, redact
+from demo_warehouse.db import Target
 from demo_warehouse.generate import PROFILE_COLUMNS, SEGMENTS, dirt_counts, generate
 from demo_warehouse.seed import main, seed_warehouse
 
@@ -139,33 +139,6 @@ def test_command_line_seeds_and_summarises(
         main(["--target", "mysql://localhost/db"])
     assert error.value.code == 2
     assert "unsupported warehouse target" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("url", "dialect", "location"),
-    [
-        ("sqlite:///var/warehouse.db", "sqlite", "var/warehouse.db"),
-        ("sqlite:////tmp/w.db", "sqlite", "/tmp/w.db"),
-        ("postgresql://me@127.0.0.1:5432/dw", "postgres", "postgresql://me@127.0.0.1:5432/dw"),
-        ("postgres://me:pw@db/dw", "postgres", "postgresql://me:pw@db/dw"),
-        ("postgresql+psycopg2://me@db/dw", "postgres", "postgresql://me@db/dw"),
-    ],
-)
-def test_targets(url: str, dialect: str, location: str) -> None:
-    assert Target.parse(url) == Target(dialect, location)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "mysql://db/x", "warehouse.db", "postgresql://"])
-def test_bad_targets(url: str) -> None:
-    with pytest.raises(ValueError, match="unsupported warehouse target"):
-        Target.parse(url)
-
-
-def test_redact_hides_passwords() -> None:
-    assert redact("postgresql://airflow:s3cret@postgres:5432/warehouse") == (
-        "postgresql://airflow:***@postgres:5432/warehouse"
-    )
-    assert redact("postgresql://postgres@127.0.0.1/db") == "postgresql://postgres@127.0.0.1/db"
 
 
 def test_profile_columns_match_the_table(seeded_sqlite: Seeded) -> None:

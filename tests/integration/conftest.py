@@ -3,6 +3,7 @@ metadata database, and a seeded SQLite warehouse."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,52 @@ def seeded_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return path
+
+
+PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+
+
+def _pg_admin():
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(connect_timeout=3, **PG_ADMIN)
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI: {exc}")
+        pytest.skip(f"no PostgreSQL server reachable at 127.0.0.1:5432 ({str(exc).strip()})")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def postgres_warehouse(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A demo warehouse in its own PostgreSQL database, created and dropped by the test."""
+    import uuid
+
+    name = f"mailchimp_test_{uuid.uuid4().hex[:10]}"
+    admin = _pg_admin()
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        target = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        subprocess.run(
+            [str(BIN / "seed-demo-warehouse"), "--target", target, "--profiles", "3000", "--seed", "7"],
+            check=True,
+            capture_output=True,
+        )
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_DEMO_WAREHOUSE",
+            json.dumps(
+                {
+                    "conn_type": "postgres",
+                    "host": "127.0.0.1",
+                    "port": 5432,
+                    "login": "postgres",
+                    "schema": name,
+                }
+            ),
+        )
+        yield target
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -128,3 +128,16 @@ def test_double_opt_in_audience_gets_pending_members(warehouse, mailchimp_conn, 
     run_export(ExportDefinition.model_validate(raw))
     statuses = {m["status"] for m in mailchimp_conn.members("demo0doubleoptin")}
     assert statuses == {"pending"}
+
+
+def test_export_from_postgresql_matches_sqlite(
+    postgres_warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch, seeded_sqlite
+) -> None:
+    """The same demo data from PostgreSQL (server-side cursor) gives the same outcome as from SQLite."""
+    monkeypatch.setenv("MAILCHIMP_EXPORT_BASE_PATH", str(tmp_path / "staging"))
+    report = run_export(load_definition(DEMO_DEFINITION))
+    members = mailchimp_conn.members(mailchimp_conn.list_id)
+    assert report["created"] == len(members) > 0
+    expected = expected_addresses(seeded_sqlite, ["vip_customers", "churn_risk"])  # same seed, same rows
+    assert {m["email_address"].lower() for m in members} <= set(expected)
+    assert len(expected) - len(members) == report["totals"]["failed_at_mailchimp"]

@@ -7,26 +7,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from airflow.sdk import Connection
 
-from mailchimp_provider.export import staging
-from mailchimp_provider.export.chunk import JobWriter, chunk_members
+from mailchimp_provider.export import pipeline, staging
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
-    TooManyProfiles,
     WarehouseError,
-    build_query,
-    extract,
     identifier_quote,
-    source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, MergeField, plan_fields
-from mailchimp_provider.export.prepare import Preparer, PrepareSettings
 from mailchimp_provider.export.reconcile import RunReport, job_outcomes
 from mailchimp_provider.export.staging import RunPaths
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
@@ -89,20 +82,11 @@ def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
 
 def extract_segment(definition: ExportDefinition, run_id: str, segments: list[str]) -> dict:
     started = time.monotonic()
-    paths = run_paths(definition, run_id)
-    staging.remove_tree(paths.extract_dir)  # a retry starts the extract afresh
     connection, cursor, hook = _cursor(definition.warehouse.conn_id)
     try:
         quote = identifier_quote(getattr(hook, "conn_type", ""))
-        sql, params = build_query(definition, segments, hook.placeholder, quote)
-        result = extract(
-            cursor,
-            sql,
-            params,
-            source_columns(definition),
-            chunk_rows=definition.extract_chunk_rows,
-            max_rows=definition.max_profiles * len(segments),
-            write_part=lambda i, table: staging.write_parquet(paths.part(paths.extract_dir, i), table),
+        result = pipeline.extract_to_staging(
+            run_paths(definition, run_id), definition, segments, cursor, hook.placeholder, quote
         )
     finally:
         connection.close()
@@ -120,43 +104,14 @@ def _previous_fingerprints(definition: ExportDefinition, full_sync: bool) -> fro
     return frozenset(staging.read_parquet(path, ["fingerprint"])["fingerprint"].to_pylist())
 
 
-def _read_parts(directory: Any) -> Iterator[pa.Table]:
-    for path in staging.sorted_files(directory, ".parquet"):
-        yield staging.read_parquet(path)
-
-
 def validate_and_map(definition: ExportDefinition, run_id: str, full_sync: bool = False) -> dict:
     started = time.monotonic()
     paths = run_paths(definition, run_id)
     audience = Audience.from_json(staging.read_text(paths.audience))
     archived = frozenset(staging.read_parquet(paths.archived)["subscriber_hash"].to_pylist())
-    status = definition.mailchimp.status_if_new
-    if status == "auto":
-        status = "pending" if audience.double_optin else "subscribed"
-    settings = PrepareSettings(
-        id_column=definition.columns.id,
-        email_column=definition.columns.email,
-        segment_column=definition.warehouse.segment_column,
-        fields=plan_fields(audience, definition.merge_field_columns()),
-        status_if_new=status,
-        tag_segments=definition.mailchimp.tag_segments,
-        archived_hashes=archived,
-        previous_fingerprints=_previous_fingerprints(definition, full_sync),
+    result = pipeline.prepare_in_staging(
+        paths, definition, audience, archived, _previous_fingerprints(definition, full_sync)
     )
-    for directory in (paths.members_dir, paths.rejects_dir):
-        staging.remove_tree(directory)
-    preparer = Preparer(
-        settings,
-        write_members=lambda i, t: staging.write_parquet(paths.part(paths.members_dir, i), t),
-        write_rejects=lambda i, t: staging.write_parquet(paths.part(paths.rejects_dir, i), t),
-    )
-    result = preparer.run(_read_parts(paths.extract_dir))
-    if result.accepted > definition.max_profiles:
-        raise TooManyProfiles(
-            f"export '{definition.export}' found {result.accepted:,} valid profiles, more than its limit "
-            f"max_profiles={definition.max_profiles:,}; nothing was uploaded. Narrow the segments or raise "
-            "max_profiles in the export definition."
-        )
     summary = {
         "rows_read": result.rows_read,
         "profiles_read": result.profiles_read,
@@ -164,7 +119,7 @@ def validate_and_map(definition: ExportDefinition, run_id: str, full_sync: bool 
         "unchanged": result.unchanged,
         "rejected": result.rejected,
         "dropped_values": result.dropped_values,
-        "status_if_new": status,
+        "status_if_new": pipeline.status_for_new_members(definition, audience),
         "seconds": _timed(started),
     }
     staging.write_text(paths.root / PREPARE_SUMMARY, json.dumps(summary))
@@ -181,14 +136,7 @@ def validate_and_map(definition: ExportDefinition, run_id: str, full_sync: bool 
 def chunk_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list[dict]:
     """Write the batch jobs and return one upload task's arguments per job (none on a dry run)."""
     paths = run_paths(definition, run_id)
-    staging.remove_tree(paths.jobs_dir)
-    writer = JobWriter(
-        write_operations=lambda job, text: staging.write_text(paths.job_operations(job), text),
-        write_index=lambda job, table: staging.write_parquet(paths.job_index(job), table),
-    )
-    jobs = chunk_members(
-        _read_parts(paths.members_dir), definition.mailchimp.audience_id, definition.job_size, writer
-    )
+    jobs = pipeline.chunk_in_staging(paths, definition)
     log.info(
         "Chunked into %s batch job(s) of at most %s members%s",
         len(jobs),
@@ -259,7 +207,7 @@ def reconcile_run(
 def _save_state(definition: ExportDefinition, paths: RunPaths, succeeded: set[str]) -> None:
     """Remember what the audience now holds: members sent successfully and those left unchanged."""
     kept = []
-    for table in _read_parts(paths.members_dir):
+    for table in pipeline.read_parts(paths.members_dir):
         hashes = table["subscriber_hash"].to_pylist()
         mask = [not send or h in succeeded for send, h in zip(table["send"].to_pylist(), hashes, strict=True)]
         kept.append(table.select(["subscriber_hash", "fingerprint"]).filter(pa.array(mask)))
