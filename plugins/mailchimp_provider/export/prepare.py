@@ -59,6 +59,9 @@ class PrepareResult:
         return self.to_send + self.unchanged
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def fingerprint(member_json: str) -> int:
     """A signed 64-bit digest of what is sent for a member, to skip it next time if unchanged."""
     return int.from_bytes(hashlib.blake2b(member_json.encode(), digest_size=8).digest(), "big", signed=True)
@@ -104,17 +107,20 @@ class Preparer:
     def run(self, parts: Iterable[pa.Table]) -> PrepareResult:
         group: list[dict] = []
         group_key: object = object()
+        email_column = self.settings.email_column
         for index, table in enumerate(parts):
-            rows = table.to_pylist()
+            names = table.column_names
+            email_at = names.index(email_column)
+            rows = list(zip(*(table[name].to_pylist() for name in names), strict=True))
             self.result.rows_read += len(rows)
             for row in rows:
-                raw = row[self.settings.email_column]
+                raw = row[email_at]
                 key = raw.strip().lower() if raw else None
                 if key != group_key and group:
                     self._flush_group(group)
                     group = []
                 group_key = key
-                group.append(row)
+                group.append(dict(zip(names, row, strict=True)))
             # The last group may continue in the next part, so it is carried over, not flushed.
             self._write_parts(index, carry=True)
             self.result.parts = index + 1
@@ -187,7 +193,7 @@ class Preparer:
         }
         if s.tag_segments:
             member["tags"] = sorted({row[s.segment_column] for row in rows if row[s.segment_column]})
-        member_json = json.dumps(member, ensure_ascii=False, separators=(",", ":"))
+        member_json = _ENCODE(member)
         digest = fingerprint(member_json)
         send = digest not in s.previous_fingerprints
         if send:

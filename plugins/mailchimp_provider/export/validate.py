@@ -22,6 +22,10 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The common case, plain ASCII with a letters-only top-level domain, accepted by one regex.
+_PLAIN = re.compile(
+    rf"({_ATOM}(?:\.{_ATOM})*)@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}})"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ def normalise_email(raw: str | None) -> EmailCheck:
     if raw is None or not raw.strip():
         return EmailCheck(None, Reason.MISSING_EMAIL, "email is empty")
     email = raw.strip()
+    plain = _PLAIN.fullmatch(email)
+    if plain and len(plain.group(1)) <= 64 and len(email) <= 254:
+        return EmailCheck(f"{plain.group(1)}@{plain.group(2).lower()}")
     if _CONTROL.search(email):
         return EmailCheck(None, Reason.INVALID_EMAIL, "email contains control characters")
     if email.count("@") != 1:
