@@ -28,6 +28,15 @@ class BatchStatus(StrEnum):
         return self is BatchStatus.FINISHED
 
 
+def batch_request_body(operations_jsonl: str) -> bytes:
+    """The ``POST /batches`` body from JSON lines of operations, spliced without parsing them again.
+
+    Lines end at ``\\n`` only: names may hold U+0085 or U+2028, which ``str.splitlines`` would split on.
+    """
+    lines = (line for line in operations_jsonl.split("\n") if line)
+    return ('{"operations":[' + ",".join(lines) + "]}").encode("utf-8")
+
+
 class CorruptArchive(ValueError):
     """A results archive that cannot be read; downloading it again usually helps."""
 

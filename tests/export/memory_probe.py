@@ -30,15 +30,32 @@ def rss_mb() -> float:
 
 def main() -> None:
     warehouse, staging_dir, chunk_rows = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    definition = ExportDefinition.model_validate({
-        "export": "probe", "mailchimp": {"conn_id": "m", "audience_id": "a"},
-        "warehouse": {"conn_id": "w", "table": "segment_profiles"}, "segments": SEGMENTS,
-        "columns": {"id": "customer_id", "email": "email", "first_name": "first_name", "last_name": "last_name"},
-        "merge_fields": {"CITY": "city", "LTV": "lifetime_value"}, "extract_chunk_rows": chunk_rows,
-        "job_size": chunk_rows,
-    })
-    audience = Audience("a", "A", False, tuple(MergeField(t, k) for t, k in
-                                               [("FNAME", "text"), ("LNAME", "text"), ("CITY", "text"), ("LTV", "number")]))
+    definition = ExportDefinition.model_validate(
+        {
+            "export": "probe",
+            "mailchimp": {"conn_id": "m", "audience_id": "a"},
+            "warehouse": {"conn_id": "w", "table": "segment_profiles"},
+            "segments": SEGMENTS,
+            "columns": {
+                "id": "customer_id",
+                "email": "email",
+                "first_name": "first_name",
+                "last_name": "last_name",
+            },
+            "merge_fields": {"CITY": "city", "LTV": "lifetime_value"},
+            "extract_chunk_rows": chunk_rows,
+            "job_size": chunk_rows,
+        }
+    )
+    audience = Audience(
+        "a",
+        "A",
+        False,
+        tuple(
+            MergeField(t, k)
+            for t, k in [("FNAME", "text"), ("LNAME", "text"), ("CITY", "text"), ("LTV", "number")]
+        ),
+    )
     baseline = rss_mb()
     paths = RunPaths(staging_dir)
     connection = sqlite3.connect(warehouse)
@@ -46,8 +63,17 @@ def main() -> None:
     prepared = prepare_in_staging(paths, definition, audience)
     jobs = chunk_in_staging(paths, definition)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"baseline_mb": baseline, "peak_mb": peak, "rows": extracted.rows,
-                      "profiles": prepared.profiles_read, "jobs": len(jobs)}))
+    print(
+        json.dumps(
+            {
+                "baseline_mb": baseline,
+                "peak_mb": peak,
+                "rows": extracted.rows,
+                "profiles": prepared.profiles_read,
+                "jobs": len(jobs),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_every_profile_has_exactly_one_outcome(batch, chunk_rows, rnd) -> None:
     )
     for job in jobs:
         results = {"operation_id": [], "status_code": [], "response": []}
-        for line in ops[job].splitlines():
+        for line in ops[job].split("\n")[:-1]:
             op = json.loads(line)
             answer = {"new_members": [], "updated_members": [], "errors": []}
             for m in json.loads(op["body"])["members"]:

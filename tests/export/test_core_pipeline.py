@@ -137,7 +137,7 @@ def test_chunking_and_reconcile_account_for_everyone(warehouse) -> None:
     indexes: dict[int, pa.Table] = {}
     jobs = chunk_members([members], "aud1", 500, JobWriter(operations.__setitem__, indexes.__setitem__))
     assert jobs == [0]
-    op = json.loads(operations[0].splitlines()[0])
+    op = json.loads(operations[0].split("\n")[0])
     assert op["method"] == "POST" and op["path"] == "/lists/aud1"
     body = json.loads(op["body"])
     assert body["update_existing"] is True and len(body["members"]) == 3
@@ -160,6 +160,7 @@ def test_chunking_and_reconcile_account_for_everyone(warehouse) -> None:
     report.add_outcomes(outcomes)
     report.check()
     assert (report.created, report.updated, report.failed_total) == (1, 1, 1)
+    assert report.failed_at_mailchimp == {"<email> looks fake or invalid": 1}  # grouped, no address
     report.created -= 1
     with pytest.raises(AccountingError, match="profiles read"):
         report.check()

@@ -19,8 +19,12 @@ FIXED_MB = 120
 
 
 def probe(warehouse: Path, staging: Path) -> dict:
-    out = subprocess.run([sys.executable, str(PROBE), str(warehouse), str(staging), str(CHUNK_ROWS)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(PROBE), str(warehouse), str(staging), str(CHUNK_ROWS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -29,8 +33,11 @@ def warehouses(tmp_path_factory) -> dict[int, Path]:
     made = {}
     for profiles in (15_000, 120_000):
         path = tmp_path_factory.mktemp("mem") / f"w{profiles}.db"
-        subprocess.run([str(BIN / "seed-demo-warehouse"), "--target", f"sqlite:///{path}", "--profiles",
-                        str(profiles)], check=True, capture_output=True)
+        subprocess.run(
+            [str(BIN / "seed-demo-warehouse"), "--target", f"sqlite:///{path}", "--profiles", str(profiles)],
+            check=True,
+            capture_output=True,
+        )
         made[profiles] = path
     return made
 

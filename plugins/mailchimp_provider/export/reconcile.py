@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+
+from mailchimp_provider.hooks.errors import mask_emails_in
 
 OUTCOME_SCHEMA = pa.schema(
     [
@@ -34,6 +37,14 @@ def _error_title(response: str) -> str:
     return "Unknown error"
 
 
+def _member_error(error: dict) -> str:
+    """Mailchimp's message for one member, with the address taken out so reports group by cause and
+    carry no personal data."""
+    text = str(error.get("error") or error.get("error_code") or "Unknown error")
+    text = re.sub(re.escape(error["email_address"]), "<email>", text, flags=re.IGNORECASE)
+    return mask_emails_in(text)
+
+
 def job_outcomes(index: pa.Table, results: pa.Table) -> pa.Table:
     """Per-profile outcomes of one batch job, from its operation index and its results archive.
 
@@ -59,7 +70,7 @@ def job_outcomes(index: pa.Table, results: pa.Table) -> pa.Table:
             created = {m["email_address"].lower() for m in answer.get("new_members") or []}
             updated = {m["email_address"].lower() for m in answer.get("updated_members") or []}
             errors = {
-                e["email_address"].lower(): str(e.get("error") or e.get("error_code") or "Unknown error")
+                e["email_address"].lower(): _member_error(e)
                 for e in answer.get("errors") or []
                 if e.get("email_address")
             }

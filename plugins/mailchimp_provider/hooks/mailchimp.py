@@ -13,7 +13,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.log import mask_secret
 from requests import Response, Session
 
-from mailchimp_provider.batches import CorruptArchive, parse_results_archive
+from mailchimp_provider.batches import CorruptArchive, batch_request_body, parse_results_archive
 from mailchimp_provider.hooks.config import USER_AGENT, MailchimpConfig, RetryPolicy, config_from_connection
 from mailchimp_provider.hooks.errors import MailchimpApiError, MailchimpConfigError
 
@@ -158,8 +158,7 @@ class MailchimpHook(HttpHook):
 
     def submit_batch(self, operations_jsonl: str) -> dict:
         """POST /batches from JSON lines of operations, spliced into the body without re-parsing."""
-        body = '{"operations":[' + ",".join(line for line in operations_jsonl.splitlines() if line) + "]}"
-        return self.call("POST", "batches", data=body.encode("utf-8"))
+        return self.call("POST", "batches", data=batch_request_body(operations_jsonl))
 
     def get_batch(self, batch_id: str) -> dict:
         return self.call("GET", f"batches/{batch_id}")

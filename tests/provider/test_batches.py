@@ -1,0 +1,66 @@
+"""Batch request bodies and results archives."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from mailchimp_provider.batches import BatchStatus, CorruptArchive, batch_request_body, parse_results_archive
+
+
+def test_request_body_keeps_lines_with_unicode_line_separators_whole() -> None:
+    ops = [
+        {
+            "method": "POST",
+            "path": "/lists/a",
+            "operation_id": str(i),
+            "body": json.dumps(
+                {"members": [{"email_address": "a@b.de", "merge_fields": {"FNAME": f"x\x85y\u2028z{i}"}}]},
+                ensure_ascii=False,
+            ),
+        }
+        for i in range(3)
+    ]
+    jsonl = "".join(json.dumps(op, ensure_ascii=False) + "\n" for op in ops)
+    assert json.loads(batch_request_body(jsonl)) == {"operations": ops}
+
+
+def _archive(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        folder = tarfile.TarInfo("dir")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+    return buffer.getvalue()
+
+
+def test_results_archive_is_parsed_skipping_empty_files() -> None:
+    results = [
+        {"status_code": 200, "operation_id": "a", "response": json.dumps({"ok": 1})},
+        {"status_code": 400, "operation_id": "b", "response": json.dumps({"title": "Invalid Resource"})},
+    ]
+    data = _archive({"1.json": json.dumps(results).encode(), "empty.json": b"", "blank.json": b"  \n"})
+    table = parse_results_archive(data)
+    assert table.to_pylist() == [
+        {"operation_id": "a", "status_code": 200, "response": '{"ok": 1}'},
+        {"operation_id": "b", "status_code": 400, "response": '{"title": "Invalid Resource"}'},
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not a tarball", _archive({"1.json": b"[{oops"})[:-30], _archive({"1.json": b'[{"x": 1}]'})],
+)
+def test_corrupt_archives_raise_a_clear_error(data: bytes) -> None:
+    with pytest.raises(CorruptArchive, match="unreadable"):
+        parse_results_archive(data)
+
+
+def test_status_lifecycle() -> None:
+    assert [s.is_terminal() for s in BatchStatus] == [False, False, False, False, True]
