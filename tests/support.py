@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
+
+from mailchimp_provider.export.definition import ExportDefinition
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DEFINITION = ROOT / "include" / "exports" / "demo_vip_and_churn.yaml"
 
 
 def mailchimp_connection(server: Any, **extra: Any) -> str:
@@ -12,3 +19,18 @@ def mailchimp_connection(server: Any, **extra: Any) -> str:
     return json.dumps(
         {"conn_type": "mailchimp", "host": server.base_url, "password": server.api_key, "extra": extra}
     )
+
+
+def run_export(definition: ExportDefinition, source: Path = DEMO_DEFINITION, **conf) -> dict:
+    from mailchimp_exports import build_export_dag
+
+    dag = build_export_dag(definition, source)
+    run = dag.test(run_conf=conf or None)
+    assert run.state == "success", f"export run ended {run.state}"
+    return latest_report()
+
+
+def latest_report() -> dict:
+    base = Path(os.environ["MAILCHIMP_EXPORT_BASE_PATH"])
+    reports = sorted(base.glob("*/runs/*/report.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(reports[-1].read_text())

@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import sqlite3
 from pathlib import Path
 
-import pytest
 import yaml
 from mailchimp_provider.export.definition import ExportDefinition, load_definition
 from mailchimp_provider.export.validate import email_key, normalise_email
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
-
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_DEFINITION = ROOT / "include" / "exports" / "demo_vip_and_churn.yaml"
-
-
-@pytest.fixture
-def warehouse(tmp_path, seeded_sqlite, monkeypatch) -> Path:
-    path = tmp_path / "warehouse.db"
-    shutil.copy(seeded_sqlite, path)
-    monkeypatch.setenv("AIRFLOW_CONN_DEMO_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
-    monkeypatch.setenv("MAILCHIMP_EXPORT_BASE_PATH", str(tmp_path / "staging"))
-    return path
-
-
-def run_export(definition: ExportDefinition, source: Path = DEMO_DEFINITION, **conf) -> dict:
-    from mailchimp_exports import build_export_dag
-
-    dag = build_export_dag(definition, source)
-    run = dag.test(run_conf=conf or None)
-    assert run.state == "success", f"export run ended {run.state}"
-    return latest_report()
-
-
-def latest_report() -> dict:
-    import os
-
-    base = Path(os.environ["MAILCHIMP_EXPORT_BASE_PATH"])
-    reports = sorted(base.glob("*/runs/*/report.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(reports[-1].read_text())
+from support import DEMO_DEFINITION, run_export
 
 
 def expected_addresses(warehouse: Path, segments: list[str]) -> dict[str, str]:
