@@ -38,7 +38,7 @@ class Seeded(NamedTuple):
     seed: int
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def rows() -> Rows:
     """rows(target, query, params=()) through the module's own engine-neutral connection."""
 

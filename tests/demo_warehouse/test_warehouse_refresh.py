@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 from demo_warehouse import refresh_segments
-from demo_warehouse.generate import SEGMENTS
+from demo_warehouse.generate import SEGMENTS, customer_id, format_timestamp
 from demo_warehouse.refresh import CHURN_MOVE_SHARE, NEW_CUSTOMER_TURNOVER, PROFILE_EDIT_SHARE
 from demo_warehouse.seed import seed_warehouse
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from conftest import Rows
 
 PROFILES = 5_000
+LAST_SEEDED = customer_id(PROFILES)
+VALID_EMAIL = re.compile(r"[a-z][a-z0-9._-]*@[a-z0-9-]+(\.[a-z0-9-]+)+")
 
 
 def seeded(tmp_path: Path, name: str = "warehouse.db", profiles: int = PROFILES) -> str:
@@ -25,79 +28,74 @@ def seeded(tmp_path: Path, name: str = "warehouse.db", profiles: int = PROFILES)
 
 
 def members(target: str, rows: Rows, segment: str) -> set[str]:
-    return {
-        cid
-        for (cid,) in rows(
-            target, "SELECT customer_id FROM segment_memberships WHERE segment = ?", (segment,)
-        )
-    }
+    query = "SELECT customer_id FROM segment_memberships WHERE segment = ?"
+    return {cid for (cid,) in rows(target, query, (segment,))}
 
 
-def test_refresh_moves_members_and_adds_new_customers(tmp_path: Path, rows: Rows) -> None:
-    target = seeded(tmp_path)
+class Refreshed(NamedTuple):
+    target: str
+    started: str  # a timestamp in the warehouse's text form, a second before the refresh
+    sizes: dict[str, int]
+    before: dict[str, set[str]]
+    after: dict[str, set[str]]
+    profiles_before: dict[str, tuple[str, str]]
+
+
+@pytest.fixture(scope="module")
+def refreshed(tmp_path_factory: pytest.TempPathFactory, rows: Rows) -> Refreshed:
+    target = seeded(tmp_path_factory.mktemp("refresh"))
     before = {segment: members(target, rows, segment) for segment in SEGMENTS}
-    profiles_before = dict(
-        (row[0], row[1:])
-        for row in rows(target, "SELECT customer_id, city, last_name FROM customer_profiles")
-    )
-    started = datetime.now(UTC) - timedelta(seconds=1)
-
-    sizes = refresh_segments(target, seed=1)
-
-    after = {segment: members(target, rows, segment) for segment in SEGMENTS}
-    assert sizes == {segment: len(ids) for segment, ids in sorted(after.items())}
-
-    churn_left, churn_joined = (
-        before["churn_risk"] - after["churn_risk"],
-        after["churn_risk"] - before["churn_risk"],
-    )
-    assert len(churn_left) == len(churn_joined) == round(len(before["churn_risk"]) * CHURN_MOVE_SHARE) > 0
-
-    aged_out = before["new_customers_30d"] - after["new_customers_30d"]
-    signed_up = after["new_customers_30d"] - before["new_customers_30d"]
-    assert (
-        len(aged_out) == len(signed_up) == round(len(before["new_customers_30d"]) * NEW_CUSTOMER_TURNOVER) > 0
-    )
-    assert min(signed_up) > f"C{PROFILES:07d}"  # brand-new customers, not existing ones
-    placeholders = ", ".join("?" * len(aged_out))
-    oldest = rows(
-        target,
-        f"SELECT MAX(signup_date) FROM customer_profiles WHERE customer_id IN ({placeholders})",
-        tuple(aged_out),
-    )[0][0]
-    remaining = rows(
-        target,
-        "SELECT MIN(p.signup_date) FROM customer_profiles AS p JOIN segment_memberships AS m"
-        " ON m.customer_id = p.customer_id WHERE m.segment = 'new_customers_30d' AND p.customer_id <= ?",
-        (f"C{PROFILES:07d}",),
-    )[0][0]
-    assert oldest <= remaining
-    assert after["vip_customers"] == before["vip_customers"]
-    assert rows(target, "SELECT COUNT(*) FROM customer_profiles") == [(PROFILES + len(signed_up),)]
-
-    today = datetime.now(UTC).date().isoformat()
-    new_rows = rows(
-        target,
-        "SELECT signup_date, email, loyalty_tier FROM customer_profiles WHERE customer_id > ?",
-        (f"C{PROFILES:07d}",),
-    )
-    assert {signup for signup, _, _ in new_rows} <= {
-        today,
-        (datetime.now(UTC) - timedelta(days=1)).date().isoformat(),
+    profiles = {
+        cid: (city, last)
+        for cid, city, last in rows(target, "SELECT customer_id, city, last_name FROM customer_profiles")
     }
-    assert all("@" in email and email == email.strip().lower() for _, email, _ in new_rows)
+    started = format_timestamp(datetime.now(UTC) - timedelta(seconds=1))
+    sizes = refresh_segments(target, seed=1)
+    after = {segment: members(target, rows, segment) for segment in SEGMENTS}
+    return Refreshed(target, started, sizes, before, after, profiles)
 
+
+def test_returns_the_sizes_it_leaves(refreshed: Refreshed) -> None:
+    assert refreshed.sizes == {segment: len(ids) for segment, ids in sorted(refreshed.after.items())}
+    assert refreshed.after["vip_customers"] == refreshed.before["vip_customers"]
+
+
+def test_churn_risk_members_leave_and_others_join(refreshed: Refreshed) -> None:
+    before, after = refreshed.before["churn_risk"], refreshed.after["churn_risk"]
+    assert len(before - after) == len(after - before) == round(len(before) * CHURN_MOVE_SHARE) > 0
+
+
+def test_oldest_new_customers_age_out_and_new_ones_sign_up(refreshed: Refreshed, rows: Rows) -> None:
+    before, after = refreshed.before["new_customers_30d"], refreshed.after["new_customers_30d"]
+    aged_out, signed_up = before - after, after - before
+    assert len(aged_out) == len(signed_up) == round(len(before) * NEW_CUSTOMER_TURNOVER) > 0
+    assert min(signed_up) > LAST_SEEDED  # brand-new customers, not existing ones
+    assert rows(refreshed.target, "SELECT COUNT(*) FROM customer_profiles") == [(PROFILES + len(signed_up),)]
+
+    signups = dict(rows(refreshed.target, "SELECT customer_id, signup_date FROM customer_profiles"))
+    assert max(signups[cid] for cid in aged_out) <= min(signups[cid] for cid in after - signed_up)
+    today = datetime.now(UTC).date()
+    assert {signups[cid] for cid in signed_up} <= {today.isoformat(), (today - timedelta(days=1)).isoformat()}
+    emails = [
+        email
+        for (email,) in rows(
+            refreshed.target, "SELECT email FROM customer_profiles WHERE customer_id > ?", (LAST_SEEDED,)
+        )
+    ]
+    assert all(VALID_EMAIL.fullmatch(email) for email in emails)
+
+
+def test_profile_edits_move_cities_and_change_names(refreshed: Refreshed, rows: Rows) -> None:
     edited = rows(
-        target,
-        "SELECT customer_id, city, last_name FROM customer_profiles WHERE updated_at >= ?"
-        " AND customer_id <= ?",
-        (started.strftime("%Y-%m-%d %H:%M:%S+00:00"), f"C{PROFILES:07d}"),
+        refreshed.target,
+        "SELECT customer_id, city, last_name FROM customer_profiles WHERE updated_at >= ? AND customer_id <= ?",
+        (refreshed.started, LAST_SEEDED),
     )
     assert len(edited) == round(PROFILES * PROFILE_EDIT_SHARE)
-    assert sum(profiles_before[cid] != (city, last) for cid, city, last in edited) > len(edited) / 2
-
-    refreshed = rows(target, "SELECT DISTINCT refreshed_at FROM segments")
-    assert len(refreshed) == 1 and refreshed[0][0] >= started.strftime("%Y-%m-%d %H:%M:%S+00:00")
+    changed = [cid for cid, city, last in edited if refreshed.profiles_before[cid] != (city, last)]
+    assert len(changed) > len(edited) / 2
+    stamps = rows(refreshed.target, "SELECT DISTINCT refreshed_at FROM segments")
+    assert len(stamps) == 1 and stamps[0][0] >= refreshed.started
 
 
 def test_same_seed_same_changes(tmp_path: Path, rows: Rows) -> None:

@@ -115,6 +115,10 @@ def test_same_seed_same_warehouse_and_drop_recreates(tmp_path: Path, rows: Rows)
     assert not again.created and again.profiles == 2_000
     assert dump(first, rows) == dump(second, rows)
 
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert seed_warehouse(empty, profiles=0).created
+    assert not seed_warehouse(empty, profiles=10).created
+
     recreated = seed_warehouse(second, profiles=2_500, seed=12, drop=True)
     assert recreated.created and recreated.profiles == 2_500
     assert rows(second, "SELECT COUNT(*) FROM customer_profiles") == [(2_500,)]

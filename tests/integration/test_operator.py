@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from airflow.sdk import DAG
 from airflow.sdk.exceptions import TaskDeferred
 from mailchimp_provider.export.staging import read_parquet
 from mailchimp_provider.operators.batch import MailchimpBatchOperator, MailchimpBatchTimeout
@@ -104,28 +102,16 @@ def test_times_out_naming_the_batch(tmp_path, mailchimp_conn) -> None:
     assert time.monotonic() - started < 15
 
 
-class CrashAfterSubmit(MailchimpBatchOperator):
-    """Dies on its first try right after the batch id was stored, like a worker killed mid-upload."""
-
-    def poll_until_complete(self, external_id, context):
-        if context["ti"].try_number == 1:
-            raise RuntimeError("simulated worker crash after submitting the batch")
-        return super().poll_until_complete(external_id, context)
-
-
 def test_crash_and_retry_finishes_the_same_batch(tmp_path, mailchimp_conn, airflow_db) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "crash_after_submit", Path(__file__).parent / "dags" / "crash_after_submit.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     ops = write_operations(tmp_path / "ops.jsonl", mailchimp_conn.list_id)
-    with DAG("test_crash_and_retry", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)) as dag:
-        CrashAfterSubmit(
-            task_id="upload",
-            operations_path=str(ops),
-            results_path=str(tmp_path / "r.parquet"),
-            poll_interval=0.1,
-            deferrable=False,
-            retries=1,
-            retry_delay=timedelta(seconds=0),
-        )
-    run = dag.test()
+    run = module.dag.test(run_conf={"operations": str(ops), "results": str(tmp_path / "r.parquet")})
     assert run.state == "success"
     assert mailchimp_conn.stats()["batches_submitted"] == 1
     assert len(mailchimp_conn.members(mailchimp_conn.list_id)) == 6
