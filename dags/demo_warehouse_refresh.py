@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from airflow.sdk import DAG, Asset, Connection, task
 
@@ -14,7 +15,8 @@ def warehouse_target(conn: Connection) -> str:
     """The seed tool's target URL for an Airflow SQLite or PostgreSQL connection."""
     if conn.conn_type == "sqlite":
         return f"sqlite:///{conn.host}"
-    user = f"{conn.login}@" if conn.login else ""
+    user = quote(conn.login or "", safe="") + (f":{quote(conn.password, safe='')}" if conn.password else "")
+    user = f"{user}@" if user else ""
     return f"postgresql://{user}{conn.host}:{conn.port or 5432}/{conn.schema}"
 
 

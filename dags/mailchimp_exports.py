@@ -38,6 +38,13 @@ def _schedule(definition: ExportDefinition):
     return AssetAny(*assets) if assets else None
 
 
+def _collect(uploads) -> list[dict]:
+    """The mapped uploads' summaries; none when the upload was skipped (dry run, nothing to send)."""
+    if uploads is None:
+        return []
+    return [uploads[i] for i in range(len(uploads))]  # indexing: iterating probes past the end
+
+
 def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
     """extract -> validate and map -> chunk -> upload and poll (one mapped task per batch job) -> reconcile."""
     segments = list(definition.segments)
@@ -106,7 +113,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
                 "extract": extracted["seconds"],
                 "validate_and_map": prepared["seconds"],
             }
-            return steps.reconcile_run(definition, run_id, params["dry_run"], list(uploads or []), durations)
+            return steps.reconcile_run(definition, run_id, params["dry_run"], _collect(uploads), durations)
 
         audience = check_audience()
         extracted = extract()

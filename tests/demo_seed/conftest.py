@@ -8,24 +8,14 @@ the server is unreachable, except under CI=true, where a missing server is a fai
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
-
-# pytest's `pythonpath` puts tests/ on sys.path, where this folder (rightly without __init__.py)
-# would pass for a namespace package `demo_warehouse` ahead of the editable install, whose finder
-# comes last. A regular package anywhere on sys.path beats a namespace portion, so include/ goes on.
-_INCLUDE = str(Path(__file__).resolve().parents[2] / "include")
-if _INCLUDE not in sys.path:
-    sys.path.append(_INCLUDE)
-
-from demo_warehouse.db import connect, redact  # noqa: E402
-from demo_warehouse.seed import seed_warehouse  # noqa: E402
+from demo_warehouse.db import connect, redact
+from demo_warehouse.seed import seed_warehouse
 
 PG_ADMIN_URL = os.environ.get("DEMO_WAREHOUSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
