@@ -21,6 +21,24 @@ def mailchimp_connection(server: Any, **extra: Any) -> str:
     )
 
 
+def write_definition(monkeypatch: Any, folder: Path, **changes: Any) -> ExportDefinition:
+    """A variant of the demo export, written where MAILCHIMP_EXPORTS_DIR points: dag.test() parses the
+    DAG from its bundle, so the definition must be on disk, not only in memory."""
+    import yaml
+
+    raw = yaml.safe_load(DEMO_DEFINITION.read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            raw[section][field] = value
+        else:
+            raw[section] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{raw['export']}.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MAILCHIMP_EXPORTS_DIR", str(folder))
+    return ExportDefinition.model_validate(raw)
+
+
 def run_export(definition: ExportDefinition, source: Path = DEMO_DEFINITION, **conf) -> dict:
     from mailchimp_exports import build_export_dag
 

@@ -210,7 +210,7 @@ def _save_state(definition: ExportDefinition, paths: RunPaths, succeeded: set[st
     for table in pipeline.read_parts(paths.members_dir):
         hashes = table["subscriber_hash"].to_pylist()
         mask = [not send or h in succeeded for send, h in zip(table["send"].to_pylist(), hashes, strict=True)]
-        kept.append(table.select(["subscriber_hash", "fingerprint"]).filter(pa.array(mask)))
+        kept.append(table.select(["subscriber_hash", "fingerprint"]).filter(pa.array(mask, pa.bool_())))
     state = staging.export_state_dir(staging.base_path(), definition.export, definition.mailchimp.audience_id)
     table = pa.concat_tables(kept) if kept else pa.table({"subscriber_hash": [], "fingerprint": []})
     staging.write_parquet(state / STATE_FILE, table)
