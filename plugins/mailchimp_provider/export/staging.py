@@ -44,9 +44,16 @@ def local_path(path: Any) -> Path | None:
 
 
 def make_dir(path: Any) -> Any:
-    path.mkdir(parents=True, exist_ok=True)
+    """Create a folder and any missing parents; local ones private to the Airflow user."""
     if (local := local_path(path)) is not None:
+        old = os.umask(0o077)  # parents created on the way are private too
+        try:
+            local.mkdir(parents=True, exist_ok=True)
+        finally:
+            os.umask(old)
         local.chmod(0o700)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
