@@ -1,17 +1,59 @@
-"""Run the demo export DAG with dag.test() for a fixed logical date, so a second call continues the same
-DAG run. Used by test_worker_crash.py, which kills this process in the middle of an upload."""
+"""The demo export in a process of its own, for test_worker_crash.py, which SIGKILLs it mid-upload.
+
+`start`: a new run with dag.test(). `resume RUN_ID`: carry on with that run the way the scheduler does
+after a worker died: the dead task instance goes up for retry, and the run's remaining tasks are run
+one by one (the loop of dag.test(), without its "start afresh": it would delete the run and the task
+state store with it).
+"""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+import time
 
 from mailchimp_exports import build_export_dag
 from mailchimp_provider.export.definition import load_definition
 from support import DEMO_DEFINITION
 
-LOGICAL_DATE = datetime(2026, 11, 1, tzinfo=UTC)
+
+def start(dag) -> int:
+    return 0 if dag.test().state == "success" else 1
+
+
+def resume(dag, run_id: str) -> int:
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.definitions.dag import _run_task
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from airflow.utils.timezone import utcnow
+    from sqlalchemy import select
+
+    session = settings.Session()
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
+    run.dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    for ti in run.get_task_instances(session=session):
+        if ti.state == TaskInstanceState.RUNNING:  # its heartbeat stopped: the scheduler retries it
+            ti.state = TaskInstanceState.UP_FOR_RETRY
+            ti.end_date = utcnow()
+    session.commit()
+    while run.state == DagRunState.RUNNING:
+        session.expire_all()
+        schedulable, _ = run.update_state(session=session)
+        for ti in schedulable:
+            ti.try_number += 1
+            ti.state = TaskInstanceState.SCHEDULED
+        session.commit()
+        scheduled = [
+            ti for ti in run.get_task_instances(session=session) if ti.state == TaskInstanceState.SCHEDULED
+        ]
+        if not scheduled:
+            time.sleep(1)
+        for ti in scheduled:
+            _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
+    return 0 if run.state == DagRunState.SUCCESS else 1
+
 
 if __name__ == "__main__":
-    run = build_export_dag(load_definition(DEMO_DEFINITION), DEMO_DEFINITION).test(logical_date=LOGICAL_DATE)
-    sys.exit(0 if run.state == "success" else 1)
+    export_dag = build_export_dag(load_definition(DEMO_DEFINITION), DEMO_DEFINITION)
+    sys.exit(start(export_dag) if sys.argv[1] == "start" else resume(export_dag, sys.argv[2]))
