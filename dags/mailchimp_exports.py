@@ -19,6 +19,7 @@ from airflow.sdk import (
     TriggerRule,
     task,
 )
+from airflow.sdk.exceptions import AirflowFailException
 from mailchimp_provider.export import steps
 from mailchimp_provider.export.definition import DefinitionError, ExportDefinition, exports_dir, load_all
 from mailchimp_provider.operators.batch import MailchimpBatchOperator
@@ -76,7 +77,10 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
                 description="Send every profile, also those unchanged since the last run.",
             ),
         },
-        default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+        default_args={
+            "retries": definition.retries,
+            "retry_delay": timedelta(seconds=definition.retry_delay_s),
+        },
     ) as dag:
 
         @task
@@ -88,7 +92,9 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         def extract(params=None, run_id=None) -> dict:
             chosen = [s for s in params["segments"] if s in segments]
             if not chosen:
-                raise ValueError(f"segments param must name some of {segments}, got {params['segments']}")
+                raise AirflowFailException(
+                    f"the segments param must name some of {segments}, got {params['segments']}"
+                )
             return steps.extract_segment(definition, run_id, chosen)
 
         @task

@@ -77,6 +77,8 @@ class ExportDefinition(_Strict):
     extract_chunk_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 50_000
     poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     batch_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3 * 3600.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_delay_s: Annotated[float, Field(ge=0, le=86400)] = 30.0
 
     @model_validator(mode="after")
     def _merge_fields_do_not_clash(self) -> ExportDefinition:

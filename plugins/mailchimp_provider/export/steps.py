@@ -3,31 +3,55 @@ small JSON-able summaries out. The work itself is in the plain-Python modules be
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from airflow.sdk import Connection
+from airflow.sdk.exceptions import AirflowFailException
 
 from mailchimp_provider.export import pipeline, staging
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
+    TooManyProfiles,
     WarehouseError,
     identifier_quote,
 )
-from mailchimp_provider.export.mapping import Audience, MergeField, plan_fields
+from mailchimp_provider.export.mapping import Audience, MappingError, MergeField, plan_fields
 from mailchimp_provider.export.reconcile import RunReport, job_outcomes
 from mailchimp_provider.export.staging import RunPaths
+from mailchimp_provider.hooks.errors import MailchimpConfigError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 STATE_FILE = "fingerprints.parquet"
 PREPARE_SUMMARY = "prepare.json"
 REJECTS_RETENTION_DAYS_ENV = "MAILCHIMP_EXPORT_RETENTION_DAYS"
+
+
+_USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles)
+
+
+def fail_fast_on_user_mistakes(step: Callable[P, R]) -> Callable[P, R]:
+    """Configuration mistakes do not fix themselves: fail without retries, with the plain message first."""
+
+    @functools.wraps(step)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return step(*args, **kwargs)
+        except _USER_MISTAKES as exc:
+            log.error("Export cannot run: %s", exc)
+            raise AirflowFailException(str(exc)) from None
+
+    return wrapper
 
 
 def run_paths(definition: ExportDefinition, run_id: str) -> RunPaths:
@@ -38,6 +62,7 @@ def _timed(started: float) -> float:
     return round(time.monotonic() - started, 3)
 
 
+@fail_fast_on_user_mistakes
 def check_audience(definition: ExportDefinition, run_id: str) -> dict:
     """Gate and snapshot: consent and permission first, then the audience's settings and archived members."""
     started = time.monotonic()
@@ -80,6 +105,7 @@ def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
     return connection, cursor, hook
 
 
+@fail_fast_on_user_mistakes
 def extract_segment(definition: ExportDefinition, run_id: str, segments: list[str]) -> dict:
     started = time.monotonic()
     connection, cursor, hook = _cursor(definition.warehouse.conn_id)
@@ -104,6 +130,7 @@ def _previous_fingerprints(definition: ExportDefinition, full_sync: bool) -> fro
     return frozenset(staging.read_parquet(path, ["fingerprint"])["fingerprint"].to_pylist())
 
 
+@fail_fast_on_user_mistakes
 def validate_and_map(definition: ExportDefinition, run_id: str, full_sync: bool = False) -> dict:
     started = time.monotonic()
     paths = run_paths(definition, run_id)
