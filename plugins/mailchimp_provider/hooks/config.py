@@ -119,7 +119,7 @@ def config_from_connection(
 class RetryPolicy:
     """Exponential backoff with full jitter: Mailchimp documents no Retry-After to wait for."""
 
-    attempts: int = 8
+    attempts: int = 10
     base_delay: float = 1.0
     max_delay: float = 60.0
 

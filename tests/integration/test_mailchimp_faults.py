@@ -1,0 +1,104 @@
+"""Full exports while the local Mailchimp server misbehaves: each ends in a correct audience or in a
+clear failure, and a re-run after a failure completes the export without duplicates."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import yaml
+from conftest import DEMO_AUDIENCES
+from mailchimp_emulator.testing import EmulatorProcess
+from mailchimp_exports import build_export_dag
+from mailchimp_provider.hooks.config import RetryPolicy
+from support import DEMO_DEFINITION, mailchimp_connection, run_export, write_definition
+
+SMALL = {"segments": ["vip_customers", "churn_risk"], "job_size": 500, "retries": 0, "poll_interval_s": 0.2}
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch) -> None:
+    """The same retry rules, with waits of milliseconds instead of seconds."""
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt: 0.02)
+
+
+def assert_audience_complete(server, report: dict) -> None:
+    members = server.members(server.list_id)
+    addresses = [m["email_address"].lower() for m in members]
+    assert len(addresses) == len(set(addresses))
+    assert report["created"] + report["updated"] + report["unchanged"] == len(members) > 0
+    assert report["profiles_read"] == (
+        report["totals"]["rejected_locally"]
+        + report["unchanged"]
+        + report["created"]
+        + report["updated"]
+        + report["totals"]["failed_at_mailchimp"]
+    )
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"throttle_next": 8},
+        {"error_rate": 0.1, "seed": 11},
+        {"drop_rate": 0.1, "seed": 12},
+        {"latency_spike_rate": 0.3, "latency_spike_ms": 400, "seed": 13},
+        {"bare_status": 403, "bare_next": 4},
+        {"bare_status": 429, "bare_next": 4},
+        {"empty_url_next": 2},
+    ],
+    ids=lambda f: next(iter(f)),
+)
+def test_transient_faults_end_in_a_correct_audience(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch, faults
+) -> None:
+    definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL)
+    mailchimp_conn.set_faults(**faults)
+    assert_audience_complete(mailchimp_conn, run_export(definition))
+
+
+@pytest.mark.parametrize(
+    ("faults", "changes", "message"),
+    [
+        (
+            {"stuck_in": "started"},
+            {"batch_timeout_s": 2},
+            r"batch \w+ did not finish within 2s \(last status: started\)",
+        ),
+        ({"corrupt_archive": True}, {}, "results archive is unreadable"),
+    ],
+    ids=["stuck_batch", "corrupt_archive"],
+)
+def test_hard_faults_fail_clearly_and_a_rerun_completes(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch, capfd, faults, changes, message
+) -> None:
+    import re
+
+    definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL, **changes)
+    mailchimp_conn.set_faults(**faults)
+    run = build_export_dag(definition, DEMO_DEFINITION).test()
+    assert run.state == "failed"
+    assert re.search(message, capfd.readouterr().out)
+    mailchimp_conn.clear_faults()
+    assert_audience_complete(mailchimp_conn, run_export(definition))
+
+
+def test_server_restart_in_the_middle_of_a_run(warehouse, airflow_db, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt: 0.5)  # outlast the restart
+    config = yaml.safe_load(DEMO_AUDIENCES.read_text())
+    with EmulatorProcess(tmp_path / "mc", config=config, extra_args=["--batch-pace", "0.5"]) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", mailchimp_connection(server))
+        definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL)
+
+        def restart_once_a_batch_runs() -> None:
+            deadline = time.time() + 60
+            while server.stats()["batches_submitted"] == 0 and time.time() < deadline:
+                time.sleep(0.1)
+            server.restart()
+
+        restarter = threading.Thread(target=restart_once_a_batch_runs)
+        restarter.start()
+        report = run_export(definition)
+        restarter.join()
+        assert_audience_complete(server, report)
