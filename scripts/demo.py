@@ -97,7 +97,7 @@ def prepare_airflow(env: dict[str, str]) -> None:
 
 
 def latest_report(var: Path) -> Path | None:
-    reports = sorted((var / "staging").glob("*/runs/*/report.json"), key=lambda p: p.stat().st_mtime)
+    reports = sorted((var / "staging").glob("*/runs/*/report.txt"), key=lambda p: p.stat().st_mtime)
     return reports[-1] if reports else None
 
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run([str(BIN / "airflow"), "dags", "test", DEMO_DAG], env)
         report = latest_report(var)
         if report:
-            print(f"\nRun report ({report}):\n{report.read_text()}")
+            print(f"\n{report.read_text()}Full report: {report.with_suffix('.json')}")
         with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/_emulator/stats") as answer:
             print("Local Mailchimp server:", answer.read().decode())
         print("Export", "succeeded" if code == 0 else "FAILED", f"(exit code {code})")

@@ -22,8 +22,13 @@ def start(http: requests.Session, emu: Any, operations: list[dict[str, Any]]) ->
     return body
 
 
-def poll(http: requests.Session, emu: Any, batch_id: str, until: str = "finished", timeout: float = 30.0,
-         ) -> dict[str, Any]:
+def poll(
+    http: requests.Session,
+    emu: Any,
+    batch_id: str,
+    until: str = "finished",
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         body: dict[str, Any] = http.get(f"{emu.api_url}/batches/{batch_id}").json()
@@ -34,17 +39,24 @@ def poll(http: requests.Session, emu: Any, batch_id: str, until: str = "finished
 
 
 def subscribe_op(emu: Any, start_at: int, count: int, op_id: str) -> dict[str, Any]:
-    members = [{"email_address": f"b{i}@acme-mail.net", "status": "subscribed"}
-               for i in range(start_at, start_at + count)]
-    return {"method": "POST", "path": f"/lists/{emu.list_id}", "operation_id": op_id,
-            "body": json.dumps({"members": members})}
+    members = [
+        {"email_address": f"b{i}@acme-mail.net", "status": "subscribed"}
+        for i in range(start_at, start_at + count)
+    ]
+    return {
+        "method": "POST",
+        "path": f"/lists/{emu.list_id}",
+        "operation_id": op_id,
+        "body": json.dumps({"members": members}),
+    }
 
 
 @pytest.fixture(scope="module")
 def paced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     """An emulator with visible batch states and results URLs that expire after one second."""
-    with EmulatorProcess(tmp_path_factory.mktemp("paced"), extra_args=["--batch-pace", "0.25",
-                                                                       "--archive-ttl", "1"]) as server:
+    with EmulatorProcess(
+        tmp_path_factory.mktemp("paced"), extra_args=["--batch-pace", "0.25", "--archive-ttl", "1"]
+    ) as server:
         yield server
 
 
@@ -56,8 +68,12 @@ def paced_http(paced: EmulatorProcess) -> requests.Session:
     return session
 
 
-def test_states_in_order_with_counters(paced: EmulatorProcess, paced_http: requests.Session, validate: Any) -> None:
-    batch = start(paced_http, paced, [{"method": "GET", "path": "/ping"}, {"method": "GET", "path": "/lists/x"}])
+def test_states_in_order_with_counters(
+    paced: EmulatorProcess, paced_http: requests.Session, validate: Any
+) -> None:
+    batch = start(
+        paced_http, paced, [{"method": "GET", "path": "/ping"}, {"method": "GET", "path": "/lists/x"}]
+    )
     seen = [batch["status"]]
     while seen[-1] != "finished":
         body = paced_http.get(f"{paced.api_url}/batches/{batch['id']}").json()
@@ -99,8 +115,10 @@ def test_archive_layout(http: requests.Session, emu: Any) -> None:
         assert names[0] == "." and all(n.endswith(".json") for n in names[1:])
     results = read_results(data)
     assert len(results) == 601
-    assert all(set(r) == {"status_code", "operation_id", "response"} and isinstance(r["response"], str)
-               for r in results)
+    assert all(
+        set(r) == {"status_code", "operation_id", "response"} and isinstance(r["response"], str)
+        for r in results
+    )
     bad = next(r for r in results if r["operation_id"] is None)
     assert bad["status_code"] == 400 and json.loads(bad["response"])["title"] == "JSON Parse Exception"
 
@@ -108,10 +126,18 @@ def test_archive_layout(http: requests.Session, emu: Any) -> None:
 def test_operations_use_the_same_rules_as_direct_calls(http: requests.Session, emu: Any) -> None:
     body = json.dumps({"email_address": "jane@example.com", "status": "subscribed"})
     operations = [
-        {"method": "PUT", "path": f"/lists/{emu.list_id}/members/jane@example.com", "body": body,
-         "operation_id": "fake"},
-        {"method": "get", "path": f"/lists/{emu.list_id}/members?count=1", "params": {"status": "subscribed"},
-         "operation_id": "query"},
+        {
+            "method": "PUT",
+            "path": f"/lists/{emu.list_id}/members/jane@example.com",
+            "body": body,
+            "operation_id": "fake",
+        },
+        {
+            "method": "get",
+            "path": f"/lists/{emu.list_id}/members?count=1",
+            "params": {"status": "subscribed"},
+            "operation_id": "query",
+        },
         {"method": "DELETE", "path": "/ping", "operation_id": "method"},
     ]
     done = poll(http, emu, start(http, emu, operations)["id"])
@@ -124,11 +150,22 @@ def test_operations_use_the_same_rules_as_direct_calls(http: requests.Session, e
 
 
 def test_invalid_operations_are_refused(http: requests.Session, emu: Any) -> None:
-    response = http.post(f"{emu.api_url}/batches", json={"operations": [
-        {"method": "FETCH", "path": "/ping"}, {"method": "GET"}, {"method": "POST", "path": "/x", "body": {}}]})
+    response = http.post(
+        f"{emu.api_url}/batches",
+        json={
+            "operations": [
+                {"method": "FETCH", "path": "/ping"},
+                {"method": "GET"},
+                {"method": "POST", "path": "/x", "body": {}},
+            ]
+        },
+    )
     assert response.status_code == 400
     assert [e["field"] for e in response.json()["errors"]] == [
-        "operations.0.method", "operations.1.path", "operations.2.body"]
+        "operations.0.method",
+        "operations.1.path",
+        "operations.2.body",
+    ]
     assert http.post(f"{emu.api_url}/batches", json={"ops": []}).status_code == 400
 
 

@@ -85,6 +85,16 @@ def test_export_then_rerun_changes_nothing(
     assert after[key]["status"] == "unsubscribed" and after[key]["merge_fields"]["FNAME"] == "Renamed"
     assert mailchimp_conn.stats()["peak_concurrency"] <= 10
 
+    # a member archived in Mailchimp is never restored, even when everything is sent again
+    archived_key, archived = list(members.items())[1]
+    MailchimpHook().call("DELETE", f"lists/{mailchimp_conn.list_id}/members/{archived['id']}")
+    third = run_export(definition, full_sync=True)
+    after = {m["email_address"].lower(): m for m in mailchimp_conn.members(mailchimp_conn.list_id)}
+    assert after[archived_key]["status"] == "archived"
+    assert after[key]["status"] == "unsubscribed"
+    assert third["rejected_locally"]["archived_in_audience"] == 1
+    assert third["unchanged"] == 0 and third["updated"] == len(members) - 1
+
 
 def test_dry_run_uploads_nothing_and_reports_the_plan(warehouse, mailchimp_conn, airflow_db) -> None:
     report = run_export(load_definition(DEMO_DEFINITION), dry_run=True, segments=["vip_customers"])

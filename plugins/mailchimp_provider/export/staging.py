@@ -157,6 +157,10 @@ class RunPaths:
     def report(self) -> Any:
         return self.root / "report.json"
 
+    @property
+    def report_summary(self) -> Any:
+        return self.root / "report.txt"
+
     def part(self, directory: Any, index: int, suffix: str = ".parquet") -> Any:
         return directory / f"part-{index:05d}{suffix}"
 

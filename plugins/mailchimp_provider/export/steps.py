@@ -3,6 +3,7 @@ small JSON-able summaries out. The work itself is in the plain-Python modules be
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -182,7 +183,10 @@ def reconcile_run(
     definition: ExportDefinition, run_id: str, dry_run: bool, uploads: list[dict], durations: dict[str, float]
 ) -> dict:
     """Outcomes for every profile, the invariant check, the report, the next run's state, the clean-up."""
+    started = time.monotonic()
     paths = run_paths(definition, run_id)
+    if uploads:
+        durations = {**durations, "mailchimp_batches": _batch_span(uploads)}
     prepared = json.loads(staging.read_text(paths.root / PREPARE_SUMMARY))
     report = RunReport(
         export=definition.export,
@@ -212,11 +216,13 @@ def reconcile_run(
             succeeded_hashes.update(ok["subscriber_hash"].to_pylist())
             failed_tables.append(outcomes.filter(pc.equal(outcomes["outcome"], "failed")))
     report.check()
+    report.durations_s["reconcile"] = _timed(started)
     if failed_tables:
         staging.write_parquet(paths.root / "mailchimp_rejects.parquet", pa.concat_tables(failed_tables))
     if not dry_run:
         _save_state(definition, paths, succeeded_hashes)
     staging.write_text(paths.report, report.to_json())
+    staging.write_text(paths.report_summary, report.summary() + "\n")
     log.info("%s\nReport: %s", report.summary(), paths.report)
     paths.cleanup_personal_data()
     retention = float(os.environ.get(REJECTS_RETENTION_DAYS_ENV, "30"))
@@ -229,6 +235,13 @@ def reconcile_run(
         "rejected": report.rejected_total,
         "failed": report.failed_total,
     }
+
+
+def _batch_span(uploads: list[dict]) -> float:
+    """Seconds from the first batch's submission to the last one's completion, by Mailchimp's clock."""
+    starts = [dt.datetime.fromisoformat(u["submitted_at"]) for u in uploads if u.get("submitted_at")]
+    ends = [dt.datetime.fromisoformat(u["completed_at"]) for u in uploads if u.get("completed_at")]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
 
 
 def _save_state(definition: ExportDefinition, paths: RunPaths, succeeded: set[str]) -> None:
