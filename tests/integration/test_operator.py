@@ -102,16 +102,32 @@ def test_times_out_naming_the_batch(tmp_path, mailchimp_conn) -> None:
     assert time.monotonic() - started < 15
 
 
-def test_crash_and_retry_finishes_the_same_batch(tmp_path, mailchimp_conn, airflow_db) -> None:
+def load_test_dag(name: str):
+    """A DAG from the tests' own bundle (dag.test() runs DAGs from bundles)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "crash_after_submit", Path(__file__).parent / "dags" / "crash_after_submit.py"
-    )
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "dags" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module.dag
+
+
+def test_deferred_upload_runs_through_the_trigger(tmp_path, mailchimp_conn, airflow_db, capfd) -> None:
     ops = write_operations(tmp_path / "ops.jsonl", mailchimp_conn.list_id)
-    run = module.dag.test(run_conf={"operations": str(ops), "results": str(tmp_path / "r.parquet")})
+    run = load_test_dag("deferred_upload").test(
+        run_conf={"operations": str(ops), "results": str(tmp_path / "r.parquet")}
+    )
+    assert run.state == "success"
+    out = capfd.readouterr().out
+    assert "running trigger in line" in out  # the task deferred and its trigger ran
+    assert read_parquet(tmp_path / "r.parquet").num_rows == 2
+
+
+def test_crash_and_retry_finishes_the_same_batch(tmp_path, mailchimp_conn, airflow_db) -> None:
+    ops = write_operations(tmp_path / "ops.jsonl", mailchimp_conn.list_id)
+    run = load_test_dag("crash_after_submit").test(
+        run_conf={"operations": str(ops), "results": str(tmp_path / "r.parquet")}
+    )
     assert run.state == "success"
     assert mailchimp_conn.stats()["batches_submitted"] == 1
     assert len(mailchimp_conn.members(mailchimp_conn.list_id)) == 6
