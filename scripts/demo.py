@@ -28,6 +28,7 @@ def airflow_environment(var: Path, mailchimp_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # airflow standalone starts `airflow ...`
             "AIRFLOW_HOME": str(var / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -96,6 +97,18 @@ def prepare_airflow(env: dict[str, str]) -> None:
     run([str(BIN / "airflow"), "pools", "set", *POOL, "--include-deferred"], env, quiet=True)
 
 
+def store_connections(env: dict[str, str]) -> dict[str, str]:
+    """For the UI: keep the demo connections in Airflow's database, where they are listed and editable,
+    instead of in environment variables, which the UI cannot show."""
+    airflow = str(BIN / "airflow")
+    env = dict(env)
+    for name in ("MAILCHIMP_DEFAULT", "DEMO_WAREHOUSE"):
+        conn_id, value = name.lower(), env.pop(f"AIRFLOW_CONN_{name}")
+        run([airflow, "connections", "delete", conn_id], env, quiet=True)
+        run([airflow, "connections", "add", conn_id, "--conn-json", value], env, quiet=True)
+    return env
+
+
 def latest_report(var: Path) -> Path | None:
     reports = sorted((var / "staging").glob("*/runs/*/report.txt"), key=lambda p: p.stat().st_mtime)
     return reports[-1] if reports else None
@@ -130,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.standalone:
             print("Airflow UI: http://127.0.0.1:8080 (login details are printed by airflow standalone)")
+            env = store_connections(env) | {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}  # the Test button
             return run([str(BIN / "airflow"), "standalone"], env)
         code = run([str(BIN / "airflow"), "dags", "test", DEMO_DAG], env)
         report = latest_report(var)
