@@ -1,0 +1,167 @@
+"""Injected misbehaviour: the failures a client of the real service meets, on demand and reproducibly.
+
+`Faults` is the configuration (control API body, config file `faults:`, `--fault-*` flags);
+`FaultState` is the live copy the server consults, with its counters and seeded random generator.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+BATCH_STATES = ("pending", "preprocessing", "started", "finalizing", "finished")
+
+
+class FaultError(ValueError):
+    """A fault setting is unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault settings; all off by default. Rates are shares of /3.0 requests between 0 and 1."""
+
+    error_rate: float = 0.0
+    throttle_next: int = 0
+    latency_ms: int = 0
+    latency_spike_rate: float = 0.0
+    latency_spike_ms: int = 0
+    drop_rate: float = 0.0
+    bare_status: int = 429
+    bare_next: int = 0
+    stuck_in: str | None = None
+    empty_url_next: int = 0
+    corrupt_archive: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "latency_spike_rate", "drop_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise FaultError(f"{name} must be between 0 and 1")
+        for name in ("throttle_next", "latency_ms", "latency_spike_ms", "bare_next", "empty_url_next"):
+            if getattr(self, name) < 0:
+                raise FaultError(f"{name} must not be negative")
+        if not 400 <= self.bare_status <= 599:
+            raise FaultError("bare_status must be an HTTP error status (400-599)")
+        if self.stuck_in is not None and self.stuck_in not in BATCH_STATES[:-1]:
+            raise FaultError(f"stuck_in must be one of {', '.join(BATCH_STATES[:-1])} or null")
+
+    @classmethod
+    def from_dict(cls, raw: Any, base: Faults | None = None) -> Faults:
+        """Build from JSON-ish input, type-checked; keys not given come from `base` (or the defaults)."""
+        if not isinstance(raw, dict):
+            raise FaultError("faults must be a JSON object")
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = set(raw) - set(types)
+        if unknown:
+            raise FaultError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+        values = asdict(base or cls())
+        for key, value in raw.items():
+            values[key] = _coerce(key, types[key], value)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _coerce(key: str, type_name: Any, value: Any) -> Any:
+    kind = str(type_name)
+    if value is None and "None" in kind:
+        return None
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise FaultError(f"{key} must be a number")
+        return float(value)
+    if kind.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FaultError(f"{key} must be an integer")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise FaultError(f"{key} must be true or false")
+        return value
+    if not isinstance(value, str):
+        raise FaultError(f"{key} must be a string or null")
+    return value
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do to one /3.0 request before it reaches the API."""
+
+    delay_ms: int = 0
+    drop: bool = False
+    bare_status: int | None = None
+    throttle: bool = False
+    error_status: int | None = None
+
+
+class FaultState:
+    """Live faults shared by the event loop and the batch threads; counters are consumed atomically."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._faults = Faults()
+        self._rng = random.Random()
+        self._throttle_left = self._bare_left = self._empty_url_left = 0
+        self.replace(faults or Faults())
+
+    def replace(self, faults: Faults) -> None:
+        with self._lock:
+            self._faults = faults
+            self._rng = random.Random(faults.seed)
+            self._throttle_left = faults.throttle_next
+            self._bare_left = faults.bare_next
+            self._empty_url_left = faults.empty_url_next
+            self._changed.notify_all()
+
+    def current(self) -> Faults:
+        """The settings with the one-shot counters showing what is left of them."""
+        with self._lock:
+            return Faults(**{
+                **self._faults.to_dict(),
+                "throttle_next": self._throttle_left,
+                "bare_next": self._bare_left,
+                "empty_url_next": self._empty_url_left,
+            })
+
+    def decide(self) -> Decision:
+        """Draw the fate of one /3.0 request (order: latency, drop, bare answer, 429 storm, 5xx)."""
+        with self._lock:
+            f, rng = self._faults, self._rng
+            delay = f.latency_ms
+            if f.latency_spike_rate and rng.random() < f.latency_spike_rate:
+                delay += f.latency_spike_ms
+            if f.drop_rate and rng.random() < f.drop_rate:
+                return Decision(delay_ms=delay, drop=True)
+            if self._bare_left:
+                self._bare_left -= 1
+                return Decision(delay_ms=delay, bare_status=f.bare_status)
+            if self._throttle_left:
+                self._throttle_left -= 1
+                return Decision(delay_ms=delay, throttle=True)
+            if f.error_rate and rng.random() < f.error_rate:
+                return Decision(delay_ms=delay, error_status=rng.choice((500, 502, 503)))
+            return Decision(delay_ms=delay)
+
+    def take_empty_url(self) -> bool:
+        """True when this finished-batch status answer should carry an empty response_body_url."""
+        with self._lock:
+            if self._empty_url_left:
+                self._empty_url_left -= 1
+                return True
+            return False
+
+    @property
+    def corrupt_archive(self) -> bool:
+        with self._lock:
+            return self._faults.corrupt_archive
+
+    def wait_while_stuck(self, state: str, stop: threading.Event, poll: float = 0.2) -> None:
+        """Block a batch thread while `stuck_in` names the state its batch is in (or until stop)."""
+        with self._lock:
+            while self._faults.stuck_in == state and not stop.is_set():
+                self._changed.wait(poll)

@@ -1,0 +1,96 @@
+"""Plain records shared by the store, the rules and the renderers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+_encode_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def now_iso() -> str:
+    """The current time as Mailchimp writes timestamps (ISO 8601, seconds, +00:00)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Audience:
+    """An audience (list) as stored; `list_no` is the compact key member rows carry."""
+
+    list_no: int
+    id: str
+    name: str
+    double_optin: bool
+    web_id: int
+    date_created: str
+    last_sub_date: str
+    last_unsub_date: str
+
+
+@dataclass(frozen=True)
+class MergeField:
+    merge_id: int
+    tag: str
+    name: str
+    type: str
+    required: bool
+    default_value: str
+    public: bool
+    display_order: int
+    help_text: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Member:
+    """One contact of one audience; `seq` is None until the row is stored."""
+
+    seq: int | None
+    hash: str
+    email: str
+    status: str
+    archived_from: str | None
+    email_type: str
+    merge_fields: dict[str, Any]
+    tags: list[str]
+    language: str
+    vip: bool
+    ip_signup: str
+    timestamp_signup: str
+    ip_opt: str
+    timestamp_opt: str
+    last_changed: str
+    cached_merge_json: str | None = field(default=None, compare=False, repr=False)
+
+    def merge_json(self) -> str:
+        """merge_fields as JSON, encoded once and shared by the row writer and the renderer."""
+        if self.cached_merge_json is None:
+            parts = []
+            for tag, value in self.merge_fields.items():
+                if value.__class__ is not str:  # numbers, addresses: let json handle them
+                    self.cached_merge_json = json.dumps(self.merge_fields)
+                    return self.cached_merge_json
+                parts.append(f'"{tag}":{_encode_str(value)}')  # merge tags are [A-Z0-9_]
+            self.cached_merge_json = "{" + ",".join(parts) + "}"
+        return self.cached_merge_json
+
+    def copy(self) -> Member:
+        return Member(
+            self.seq, self.hash, self.email, self.status, self.archived_from, self.email_type,
+            dict(self.merge_fields), list(self.tags), self.language, self.vip, self.ip_signup,
+            self.timestamp_signup, self.ip_opt, self.timestamp_opt, self.last_changed,
+        )
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: str
+    status: str
+    total_operations: int
+    finished_operations: int
+    errored_operations: int
+    submitted_at: str
+    completed_at: str
+    parts_done: int
