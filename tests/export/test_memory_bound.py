@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +16,19 @@ CHUNK_ROWS = 2_000
 # What one chunk may cost: Arrow tables, row dicts and JSON of CHUNK_ROWS rows, with generous slack
 # for Parquet writer buffers; plus a fixed allowance for pyarrow's allocator and the interpreter.
 PER_ROW_BYTES = 20_000
-FIXED_MB = 120
+FIXED_MB = 60
 
 
 def probe(warehouse: Path, staging: Path) -> dict:
+    # Arrow's default pool (jemalloc/mimalloc) keeps freed memory for reuse, by an amount that varies from
+    # run to run; the system allocator makes the peak the pipeline's own.
+    env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system"}
     out = subprocess.run(
         [sys.executable, str(PROBE), str(warehouse), str(staging), str(CHUNK_ROWS)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -50,4 +55,4 @@ def test_peak_memory_is_bounded_by_the_chunk_not_the_segment(warehouses, tmp_pat
     for result in (small, large):
         assert result["peak_mb"] - result["baseline_mb"] < bound_mb, result
     # 8x the profiles may add the duplicate check's few bytes per address, nothing like 8x the memory
-    assert large["peak_mb"] - small["peak_mb"] < 30, (small, large)
+    assert large["peak_mb"] - small["peak_mb"] < 20, (small, large)
