@@ -93,3 +93,14 @@ def test_too_many_profiles_fails_before_upload(
     out = capfd.readouterr().out
     assert "max_profiles" in out and "nothing was uploaded" in out
     assert mailchimp_conn.stats()["batches_submitted"] == 0
+
+
+def test_unknown_audience_fails_at_once_naming_it(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch, capfd
+):
+    definition = write_definition(
+        monkeypatch, tmp_path / "exports", export="no_audience", mailchimp__audience_id="nosuchlist"
+    )
+    states = run_failing(definition)  # the export's default retries are not used: the mistake is permanent
+    assert states["check_audience"] == "failed" and states["extract"] == "upstream_failed"
+    assert "Mailchimp answered 404 Resource Not Found" in capfd.readouterr().out

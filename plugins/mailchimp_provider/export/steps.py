@@ -27,7 +27,7 @@ from mailchimp_provider.export.extract import (
 from mailchimp_provider.export.mapping import Audience, MappingError, MergeField, plan_fields
 from mailchimp_provider.export.reconcile import RunReport, job_outcomes
 from mailchimp_provider.export.staging import RunPaths
-from mailchimp_provider.hooks.errors import MailchimpConfigError
+from mailchimp_provider.hooks.errors import MailchimpApiError, MailchimpConfigError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,18 @@ _USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles)
 
 
 def fail_fast_on_user_mistakes(step: Callable[P, R]) -> Callable[P, R]:
-    """Configuration mistakes do not fix themselves: fail without retries, with the plain message first."""
+    """Configuration mistakes (and Mailchimp refusing the key or the audience) do not fix themselves:
+    fail without retries, with the plain message first."""
 
     @functools.wraps(step)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return step(*args, **kwargs)
-        except _USER_MISTAKES as exc:
-            log.error("Export cannot run: %s", exc)
-            raise AirflowFailException(str(exc)) from None
+        except Exception as exc:
+            if isinstance(exc, _USER_MISTAKES) or (isinstance(exc, MailchimpApiError) and not exc.retryable):
+                log.error("Export cannot run: %s", exc)
+                raise AirflowFailException(str(exc)) from None
+            raise
 
     return wrapper
 
