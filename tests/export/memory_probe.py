@@ -7,7 +7,6 @@ Usage: memory_probe.py WAREHOUSE.db STAGING_DIR CHUNK_ROWS
 from __future__ import annotations
 
 import json
-import resource
 import sqlite3
 import sys
 from pathlib import Path
@@ -21,11 +20,13 @@ from mailchimp_provider.export.staging import RunPaths
 SEGMENTS = ["newsletter_opt_in", "churn_risk", "vip_customers", "new_customers_30d"]
 
 
-def rss_mb() -> float:
+def status_mb(field: str) -> float:
+    """A memory figure of this process from /proc. VmHWM, not getrusage's ru_maxrss: that one survives
+    exec, so it would include the parent's size at fork time."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    return 0.0
+    raise LookupError(field)
 
 
 def main() -> None:
@@ -56,13 +57,13 @@ def main() -> None:
             for t, k in [("FNAME", "text"), ("LNAME", "text"), ("CITY", "text"), ("LTV", "number")]
         ),
     )
-    baseline = rss_mb()
+    baseline = status_mb("VmRSS")
     paths = RunPaths(staging_dir)
     connection = sqlite3.connect(warehouse)
     extracted = extract_to_staging(paths, definition, SEGMENTS, connection.cursor(), "?", SQLITE_QUOTE)
     prepared = prepare_in_staging(paths, definition, audience)
     jobs = chunk_in_staging(paths, definition)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = status_mb("VmHWM")
     print(
         json.dumps(
             {
