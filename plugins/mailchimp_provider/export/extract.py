@@ -87,11 +87,29 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
+def _text_array(column: Sequence[Any]) -> pa.Array:
+    """One column as text: converted by Arrow when the driver gave one type, value by value otherwise
+    (SQLite columns may mix types)."""
+    try:
+        array = pa.array(column)
+        if pa.types.is_string(array.type):
+            return array
+        if (
+            pa.types.is_null(array.type)
+            or pa.types.is_integer(array.type)
+            or pa.types.is_date(array.type)
+            or pa.types.is_decimal(array.type)
+        ):
+            return array.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    return pa.array([_as_text(v) for v in column], type=pa.string())
+
+
 def rows_to_table(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pa.Table:
     """Rows as an all-text Arrow table: types differ between warehouses, mapping parses per merge field."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-    arrays = [pa.array([_as_text(v) for v in column], type=pa.string()) for column in columns]
-    return pa.Table.from_arrays(arrays, names=list(names))
+    return pa.Table.from_arrays([_text_array(column) for column in columns], names=list(names))
 
 
 def fetch_chunks(cursor: Any, chunk_rows: int) -> Iterator[list]:

@@ -75,6 +75,10 @@ def truncate_utf8(text: str, limit: int = TEXT_LIMIT_BYTES) -> str:
 
 
 def _text(value: str) -> str:
+    if (
+        len(value) <= TEXT_LIMIT_BYTES // 4 and value.isprintable()
+    ):  # the common case: nothing to clean or cut
+        return value.strip()
     return truncate_utf8(_CONTROL.sub("", value).strip())
 
 

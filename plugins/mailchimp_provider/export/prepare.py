@@ -140,34 +140,44 @@ class Preparer:
         self.result.rejected[reason.value] = self.result.rejected.get(reason.value, 0) + 1
 
     def _flush_group(self, rows: list[dict]) -> None:
+        """One address's rows: at most one member, every other profile rejected with its reason."""
         s = self.settings
-        profiles: dict[str, list[dict]] = {}
-        for row in rows:
-            profiles.setdefault(row[s.id_column], []).append(row)
-        self.result.profiles_read += len(profiles)
-        first_id, first_rows = next(iter(profiles.items()))
-        raw_email = first_rows[0][s.email_column]
+        id_column, email_column = s.id_column, s.email_column
+        first = rows[0]
+        first_id = first[id_column]
+        if len(rows) == 1:  # the common case: one profile in one segment
+            others: list[dict] = []
+        else:
+            by_profile: dict[str, dict] = {}
+            for row in rows:
+                by_profile.setdefault(row[id_column], row)
+            others = list(by_profile.values())[1:]
+        self.result.profiles_read += 1 + len(others)
+        raw_email = first[email_column]
         check = normalise_email(raw_email)
         if check.reason:
-            for pid, prows in profiles.items():
-                self._reject(pid, prows[0][s.email_column], check.reason, check.detail)
+            for row in (first, *others):
+                self._reject(row[id_column], row[email_column], check.reason, check.detail)
             return
         email = check.email
         member_hash = subscriber_hash(email)
         seen_key = int(member_hash[:16], 16)
         if seen_key in self._seen:
-            for pid, prows in profiles.items():
+            for row in (first, *others):
                 self._reject(
-                    pid,
-                    prows[0][s.email_column],
+                    row[id_column],
+                    row[email_column],
                     Reason.DUPLICATE_EMAIL,
                     "address already exported for another profile",
                 )
             return
         self._seen.add(seen_key)
-        for pid, prows in list(profiles.items())[1:]:
+        for row in others:
             self._reject(
-                pid, prows[0][s.email_column], Reason.DUPLICATE_EMAIL, f"same address as profile {first_id}"
+                row[id_column],
+                row[email_column],
+                Reason.DUPLICATE_EMAIL,
+                f"same address as profile {first_id}",
             )
         if member_hash in s.archived_hashes:
             self._reject(
@@ -177,7 +187,7 @@ class Preparer:
                 "the member is archived in Mailchimp; exports never restore archived members",
             )
             return
-        merge_fields = map_values(s.fields, first_rows[0], self.result.dropped_values)
+        merge_fields = map_values(s.fields, first, self.result.dropped_values)
         if merge_fields is None:
             self._reject(
                 first_id,
@@ -192,7 +202,8 @@ class Preparer:
             "merge_fields": merge_fields,
         }
         if s.tag_segments:
-            member["tags"] = sorted({row[s.segment_column] for row in rows if row[s.segment_column]})
+            segment_column = s.segment_column
+            member["tags"] = sorted({row[segment_column] for row in rows if row[segment_column]})
         member_json = _ENCODE(member)
         digest = fingerprint(member_json)
         send = digest not in s.previous_fingerprints
