@@ -63,6 +63,11 @@ BROKEN = {
         "field 'max_profile': unknown field",
     ),
     "wrong_name.yaml": (DEMO.read_text(), "must match the file name"),
+    "too_many_jobs.yaml": (
+        "export: too_many_jobs\nmailchimp: {conn_id: m, audience_id: a1}\nwarehouse: {conn_id: w, table: t}\n"
+        "segments: [s]\ncolumns: {id: id, email: e}\nmax_profiles: 1000000\njob_size: 500\n",
+        "allows 2000 batch jobs",
+    ),
     "huge.yaml": ("export: huge\n# " + "x" * 300_000 + "\n", "larger than"),
 }
 

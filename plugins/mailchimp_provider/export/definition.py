@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 EXPORTS_DIR_ENV = "MAILCHIMP_EXPORTS_DIR"
 MAX_DEFINITION_BYTES = 256 * 1024
+MAX_BATCH_JOBS = 200  # upload tasks a run may map to: far below Airflow's max_map_length (1024)
 
 # Plain SQL identifiers, optionally schema-qualified. They are still quoted when used: this check only
 # makes a hostile name fail at parse time with a clear message instead of at query time.
@@ -86,6 +87,16 @@ class ExportDefinition(_Strict):
         for tag, column in named.items():
             if column and tag in self.merge_fields:
                 raise ValueError(f"merge field {tag} is already set by columns.{_NAME_FIELDS[tag]}")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded_task_count(self) -> ExportDefinition:
+        jobs = -(-self.max_profiles // self.job_size)
+        if jobs > MAX_BATCH_JOBS:
+            raise ValueError(
+                f"max_profiles / job_size allows {jobs} batch jobs, one upload task each; keep it at most "
+                f"{MAX_BATCH_JOBS} (raise job_size)"
+            )
         return self
 
     @property
