@@ -40,12 +40,14 @@ def build_operations(list_id: str, members: int, per_op: int) -> list[dict[str, 
             }
             for i in range(start, min(start + per_op, members))
         ]
-        operations.append({
-            "method": "POST",
-            "path": f"/lists/{list_id}",
-            "operation_id": f"op-{start // per_op}",
-            "body": json.dumps({"members": entries, "update_existing": True}),
-        })
+        operations.append(
+            {
+                "method": "POST",
+                "path": f"/lists/{list_id}",
+                "operation_id": f"op-{start // per_op}",
+                "body": json.dumps({"members": entries, "update_existing": True}),
+            }
+        )
     return operations
 
 
@@ -70,8 +72,10 @@ def main() -> None:
         t0 = time.perf_counter()
         operations = build_operations(emu.list_id, args.members, args.per_op)
         per_batch = -(-len(operations) // args.batches)
-        payloads = [json.dumps({"operations": operations[i:i + per_batch]}).encode()
-                    for i in range(0, len(operations), per_batch)]
+        payloads = [
+            json.dumps({"operations": operations[i : i + per_batch]}).encode()
+            for i in range(0, len(operations), per_batch)
+        ]
         del operations
         t_prepared = time.perf_counter()
 
@@ -119,8 +123,11 @@ def main() -> None:
         ("client: build operations", f"{t_prepared - t0:8.2f} s", "(not counted)"),
         ("accept (POST /batches)", f"{accept:8.2f} s", f"{len(batch_ids)} calls, {upload_mb:.0f} MB"),
         ("process (to last finished)", f"{process:8.2f} s", f"{args.members / process:,.0f} members/s"),
-        ("download + parse (after)", f"{download:8.2f} s",
-         f"{archive_mb:.0f} MB gzip, {results} results; earlier archives overlap processing"),
+        (
+            "download + parse (after)",
+            f"{download:8.2f} s",
+            f"{archive_mb:.0f} MB gzip, {results} results; earlier archives overlap processing",
+        ),
         ("total accept..download", f"{total:8.2f} s", f"target < {TARGET_TOTAL_S:.0f} s"),
         ("end-to-end members/s", f"{args.members / total:8,.0f}", ""),
         ("slowest GET /batches/{id}", f"{slowest_poll * 1000:8.1f} ms", f"target < {TARGET_POLL_MS:.0f} ms"),

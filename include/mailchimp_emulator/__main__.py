@@ -19,19 +19,38 @@ log = logging.getLogger("mailchimp_emulator")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mailchimp-emulator", description="Local Mailchimp Marketing API v3 server.")
+    p = argparse.ArgumentParser(
+        prog="mailchimp-emulator", description="Local Mailchimp Marketing API v3 server."
+    )
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8025)")
     p.add_argument("--state", type=Path, help="SQLite state file (default ./var/mailchimp-emulator.db)")
     p.add_argument("--config", type=Path, help="YAML or JSON file with audiences, keys, tokens, faults")
     p.add_argument("--dc", help="data center the keys must name (default us6)")
-    p.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
-                   help="accepted API key <32 hex>-<dc> (repeatable; replaces the default)")
-    p.add_argument("--oauth-token", action="append", dest="oauth_tokens", metavar="TOKEN",
-                   help="accepted OAuth token (repeatable; replaces the default)")
-    p.add_argument("--audience", action="append", dest="audiences", metavar="SPEC",
-                   help="audience 'id=ID,name=NAME,double_optin=BOOL' with default merge fields (repeatable)")
-    p.add_argument("--public-url", help="base URL clients use to reach this server (default from Host header)")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accepted API key <32 hex>-<dc> (repeatable; replaces the default)",
+    )
+    p.add_argument(
+        "--oauth-token",
+        action="append",
+        dest="oauth_tokens",
+        metavar="TOKEN",
+        help="accepted OAuth token (repeatable; replaces the default)",
+    )
+    p.add_argument(
+        "--audience",
+        action="append",
+        dest="audiences",
+        metavar="SPEC",
+        help="audience 'id=ID,name=NAME,double_optin=BOOL' with default merge fields (repeatable)",
+    )
+    p.add_argument(
+        "--public-url", help="base URL clients use to reach this server (default from Host header)"
+    )
     p.add_argument("--batch-pace", type=float, help="seconds between batch states (default 0)")
     p.add_argument("--archive-ttl", type=float, help="seconds a results URL stays valid (default 600)")
     p.add_argument("--max-connections", type=int, help="simultaneous /3.0 requests allowed (default 10)")
@@ -54,8 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_FAULT_FLAGS = ("error_rate", "throttle_next", "latency_ms", "latency_spike_rate", "latency_spike_ms", "drop_rate",
-                "bare_status", "bare_next", "stuck_in", "empty_url_next", "corrupt_archive", "seed")
+_FAULT_FLAGS = (
+    "error_rate",
+    "throttle_next",
+    "latency_ms",
+    "latency_spike_rate",
+    "latency_spike_ms",
+    "drop_rate",
+    "bare_status",
+    "bare_next",
+    "stuck_in",
+    "empty_url_next",
+    "corrupt_archive",
+    "seed",
+)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -93,11 +124,20 @@ def main(argv: list[str] | None = None) -> None:
     except StateLocked as exc:
         print(f"mailchimp-emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    log.info("Mailchimp emulator on %s/3.0 (dc %s, audiences %s, state %s)", settings.base_url, settings.dc,
-             ", ".join(a.id for a in settings.audiences), settings.state_path)
+    log.info(
+        "Mailchimp emulator on %s/3.0 (dc %s, audiences %s, state %s)",
+        settings.base_url,
+        settings.dc,
+        ", ".join(a.id for a in settings.audiences),
+        settings.state_path,
+    )
     web.run_app(
-        create_app(emulator), host=settings.host, port=settings.port, print=None,
-        access_log_class=AccessLogger, access_log=logging.getLogger("mailchimp_emulator.access"),
+        create_app(emulator),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("mailchimp_emulator.access"),
         shutdown_timeout=5,
     )
 

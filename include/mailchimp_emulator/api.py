@@ -94,7 +94,9 @@ def _bool_param(query: Mapping[str, str], name: str) -> bool:
     raise invalid(name, "Must be true or false")
 
 
-def _int_param(query: Mapping[str, str], name: str, default: int | None, maximum: int | None = None) -> int | None:
+def _int_param(
+    query: Mapping[str, str], name: str, default: int | None, maximum: int | None = None
+) -> int | None:
     value = query.get(name)
     if value is None or value == "":
         return default
@@ -136,23 +138,36 @@ def _paths(raw: str | None) -> list[list[str]]:
 class Api:
     """Routes and handlers of the emulated Marketing API."""
 
-    def __init__(self, settings: Settings, files: BatchFiles, signer: ArchiveSigner,
-                 on_batch_submitted: Callable[[str, list[dict[str, Any]]], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        files: BatchFiles,
+        signer: ArchiveSigner,
+        on_batch_submitted: Callable[[str, list[dict[str, Any]]], None],
+    ) -> None:
         self.settings = settings
         self.files = files
         self.signer = signer
         self._on_batch_submitted = on_batch_submitted
         self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-            (re.compile(pattern), methods) for pattern, methods in (
+            (re.compile(pattern), methods)
+            for pattern, methods in (
                 (r"/ping", {"GET": self.ping}),
                 (r"/lists/(?P<list_id>[^/]+)", {"GET": self.get_list, "POST": self.batch_subscribe}),
-                (r"/lists/(?P<list_id>[^/]+)/merge-fields",
-                 {"GET": self.list_merge_fields, "POST": self.add_merge_field}),
+                (
+                    r"/lists/(?P<list_id>[^/]+)/merge-fields",
+                    {"GET": self.list_merge_fields, "POST": self.add_merge_field},
+                ),
                 (r"/lists/(?P<list_id>[^/]+)/members", {"GET": self.list_members, "POST": self.add_member}),
-                (r"/lists/(?P<list_id>[^/]+)/members/(?P<member>[^/]+)", {
-                    "GET": self.get_member, "PUT": self.put_member, "PATCH": self.patch_member,
-                    "DELETE": self.archive_member,
-                }),
+                (
+                    r"/lists/(?P<list_id>[^/]+)/members/(?P<member>[^/]+)",
+                    {
+                        "GET": self.get_member,
+                        "PUT": self.put_member,
+                        "PATCH": self.patch_member,
+                        "DELETE": self.archive_member,
+                    },
+                ),
                 (r"/lists/(?P<list_id>[^/]+)/members/(?P<member>[^/]+)/tags", {"POST": self.member_tags}),
                 (r"/batches", {"GET": self.list_batches, "POST": self.start_batch}),
                 (r"/batches/(?P<batch_id>[^/]+)", {"GET": self.get_batch, "DELETE": self.delete_batch}),
@@ -166,8 +181,11 @@ class Api:
         try:
             handler, params = self._route(req.method, req.path)
             response = handler(store, req, **params)
-            if req.method == "GET" and response.status == 200 and ("fields" in req.query or
-                                                                   "exclude_fields" in req.query):
+            if (
+                req.method == "GET"
+                and response.status == 200
+                and ("fields" in req.query or "exclude_fields" in req.query)
+            ):
                 body = response.body if response.text is None else json.loads(response.text)
                 include = _paths(req.query.get("fields")) or None
                 response = ApiResponse(200, _project(body, include, _paths(req.query.get("exclude_fields"))))
@@ -204,11 +222,14 @@ class Api:
 
     @staticmethod
     def _renderer(store: Store, audience: Audience, req: ApiRequest) -> render.MemberRenderer:
-        return render.MemberRenderer(audience.id, MergeSchema(store.merge_fields(audience.list_no)).blank,
-                                     req.base_url)
+        return render.MemberRenderer(
+            audience.id, MergeSchema(store.merge_fields(audience.list_no)).blank, req.base_url
+        )
 
     @staticmethod
-    def _writer(store: Store, audience: Audience, req: ApiRequest) -> tuple[MemberWriter, render.MemberRenderer]:
+    def _writer(
+        store: Store, audience: Audience, req: ApiRequest
+    ) -> tuple[MemberWriter, render.MemberRenderer]:
         schema = MergeSchema(store.merge_fields(audience.list_no))
         renderer = render.MemberRenderer(audience.id, schema.blank, req.base_url)
         return MemberWriter(store, audience, schema, now_iso()), renderer
@@ -227,8 +248,14 @@ class Api:
         audience = self._audience(store, list_id)
         counts = store.member_counts(audience.list_no)
         fields = store.merge_fields(audience.list_no)
-        body = render.audience(audience, counts, len(fields), req.base_url, self.settings.dc,
-                               _bool_param(req.query, "include_total_contacts"))
+        body = render.audience(
+            audience,
+            counts,
+            len(fields),
+            req.base_url,
+            self.settings.dc,
+            _bool_param(req.query, "include_total_contacts"),
+        )
         return ApiResponse(200, body)
 
     def list_merge_fields(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
@@ -241,14 +268,17 @@ class Api:
         if "required" in req.query:
             required = _bool_param(req.query, "required")
             fields = [f for f in fields if f.required == required]
-        page = fields[offset:offset + count]
+        page = fields[offset : offset + count]
         href = f"{req.base_url}/3.0/lists/{list_id}/merge-fields"
-        return ApiResponse(200, {
-            "merge_fields": [render.merge_field(f, list_id, req.base_url) for f in page],
-            "list_id": list_id,
-            "total_items": len(fields),
-            "_links": [render.link("self", href), render.link("create", href, "POST")],
-        })
+        return ApiResponse(
+            200,
+            {
+                "merge_fields": [render.merge_field(f, list_id, req.base_url) for f in page],
+                "list_id": list_id,
+                "total_items": len(fields),
+                "_links": [render.link("self", href), render.link("create", href, "POST")],
+            },
+        )
 
     def add_merge_field(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
         audience = self._audience(store, list_id)
@@ -261,7 +291,9 @@ class Api:
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise invalid("options", "Schema describes object")
-        if kind in ("radio", "dropdown") and not (isinstance(options.get("choices"), list) and options["choices"]):
+        if kind in ("radio", "dropdown") and not (
+            isinstance(options.get("choices"), list) and options["choices"]
+        ):
             raise invalid("options.choices", "A radio or dropdown field needs choices")
         with store.transaction():
             existing = {f.tag for f in store.merge_fields(audience.list_no)}
@@ -269,15 +301,22 @@ class Api:
             if tag is None:
                 tag = next(f"MMERGE{n}" for n in range(1, 10_000) if f"MMERGE{n}" not in existing)
             if not isinstance(tag, str) or not MERGE_TAG_RE.match(tag.upper()):
-                raise invalid("tag", "Merge tags are 1-10 letters, digits or underscores, starting with a letter")
+                raise invalid(
+                    "tag", "Merge tags are 1-10 letters, digits or underscores, starting with a letter"
+                )
             tag = tag.upper()
             if tag in existing or tag == "EMAIL":
                 raise invalid("tag", f'A Merge Field with the tag "{tag}" already exists for this list.')
             try:
                 spec = MergeFieldSpec(
-                    tag=tag, name=name.strip(), type=kind, required=bool(body.get("required", False)),
-                    default_value=str(body.get("default_value", "") or ""), public=bool(body.get("public", True)),
-                    help_text=str(body.get("help_text", "") or ""), options=options,
+                    tag=tag,
+                    name=name.strip(),
+                    type=kind,
+                    required=bool(body.get("required", False)),
+                    default_value=str(body.get("default_value", "") or ""),
+                    public=bool(body.get("public", True)),
+                    help_text=str(body.get("help_text", "") or ""),
+                    options=options,
                 )
             except ValueError as exc:
                 raise invalid("merge_field", str(exc)) from None
@@ -300,8 +339,10 @@ class Api:
         renderer = self._renderer(store, audience, req)
         href = f"{req.base_url}/3.0/lists/{list_id}/members"
         links = json.dumps([render.link("self", href), render.link("create", href, "POST")])
-        text = (f'{{"members":[{",".join(renderer.json(m) for m in members)}],"list_id":{json.dumps(list_id)},'
-                f'"total_items":{total},"_links":{links}}}')
+        text = (
+            f'{{"members":[{",".join(renderer.json(m) for m in members)}],"list_id":{json.dumps(list_id)},'
+            f'"total_items":{total},"_links":{links}}}'
+        )
         return ApiResponse(200, text=text)
 
     def get_member(self, store: Store, req: ApiRequest, list_id: str, member: str) -> ApiResponse:
@@ -311,15 +352,25 @@ class Api:
             raise ApiError("ResourceNotFound")
         return ApiResponse(200, text=self._renderer(store, audience, req).json(found))
 
-    def _write_member(self, store: Store, req: ApiRequest, list_id: str, member_path: str, **mode: bool,
-                      ) -> ApiResponse:
+    def _write_member(
+        self,
+        store: Store,
+        req: ApiRequest,
+        list_id: str,
+        member_path: str,
+        **mode: bool,
+    ) -> ApiResponse:
         audience = self._audience(store, list_id)
         skip = _bool_param(req.query, "skip_merge_validation")
         body = _object_body(req.body)
         with store.transaction():
             writer, renderer = self._writer(store, audience, req)
-            member = writer.upsert(self._member_hash(member_path) if member_path else "", body,
-                                   skip_merge_validation=skip, **mode)
+            member = writer.upsert(
+                self._member_hash(member_path) if member_path else "",
+                body,
+                skip_merge_validation=skip,
+                **mode,
+            )
         return ApiResponse(200, text=renderer.json(member))
 
     def add_member(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
@@ -367,8 +418,11 @@ class Api:
         if not isinstance(entries, list):
             raise invalid("members", "This value is required (an array of members)")
         if len(entries) > MAX_BATCH_SUBSCRIBE:
-            raise invalid("members", f"You can add or update at most {MAX_BATCH_SUBSCRIBE} members per call.",
-                          f"Too many members: {len(entries)} given, at most {MAX_BATCH_SUBSCRIBE} per call.")
+            raise invalid(
+                "members",
+                f"You can add or update at most {MAX_BATCH_SUBSCRIBE} members per call.",
+                f"Too many members: {len(entries)} given, at most {MAX_BATCH_SUBSCRIBE} per call.",
+            )
         flags = {}
         for name in ("update_existing", "sync_tags"):
             value = body.get(name)
@@ -378,9 +432,11 @@ class Api:
         with store.transaction():
             writer, renderer = self._writer(store, audience, req)
             created, updated, errors = writer.batch_subscribe(
-                entries, update_existing=flags["update_existing"],
+                entries,
+                update_existing=flags["update_existing"],
                 sync_tags=flags["sync_tags"] and flags["update_existing"],
-                skip_merge_validation=skip_merge, skip_duplicate_check=skip_duplicates,
+                skip_merge_validation=skip_merge,
+                skip_duplicate_check=skip_duplicates,
             )
         entry = renderer.subscribed_json
         links = json.dumps([render.link("self", f"{req.base_url}/3.0/lists/{list_id}", "POST")])
@@ -410,11 +466,14 @@ class Api:
         offset = _int_param(req.query, "offset", 0) or 0
         batches, total = store.batches(count, offset)
         href = f"{req.base_url}/3.0/batches"
-        return ApiResponse(200, {
-            "batches": [self._batch_body(b, req) for b in batches],
-            "total_items": total,
-            "_links": [render.link("self", href), render.link("create", href, "POST")],
-        })
+        return ApiResponse(
+            200,
+            {
+                "batches": [self._batch_body(b, req) for b in batches],
+                "total_items": total,
+                "_links": [render.link("self", href), render.link("create", href, "POST")],
+            },
+        )
 
     def get_batch(self, store: Store, req: ApiRequest, batch_id: str) -> ApiResponse:
         batch = store.batch(batch_id)

@@ -42,7 +42,9 @@ REQUEST_ID = web.AppKey("request_id", str)
 
 def problem_response(exc: ApiError, request_id: str) -> web.Response:
     return web.Response(
-        status=exc.status, text=json.dumps(exc.body(request_id)), content_type=PROBLEM_CONTENT_TYPE,
+        status=exc.status,
+        text=json.dumps(exc.body(request_id)),
+        content_type=PROBLEM_CONTENT_TYPE,
         headers=exc.headers,
     )
 
@@ -51,7 +53,9 @@ def api_response(response: ApiResponse) -> web.Response:
     if response.status == 204:
         return web.Response(status=204, headers=response.headers)
     return web.Response(
-        status=response.status, text=response.json_text(), headers=response.headers,
+        status=response.status,
+        text=response.json_text(),
+        headers=response.headers,
         content_type=PROBLEM_CONTENT_TYPE if response.problem else "application/json",
     )
 
@@ -122,8 +126,11 @@ class Emulator:
     # ---- middleware: request id and uniform errors -------------------------------------------------
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                         ) -> web.StreamResponse:
+    async def middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
         request[REQUEST_ID] = request_id
         try:
@@ -135,7 +142,9 @@ class Emulator:
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             response = problem_response(ApiError(kind, headers=headers), request_id)
         except Exception:
-            log.exception("unhandled error for %s %s", request.method, request.rel_url.path.split("/members/")[0])
+            log.exception(
+                "unhandled error for %s %s", request.method, request.rel_url.path.split("/members/")[0]
+            )
             response = problem_response(ApiError("InternalServerError"), request_id)
         response.headers["X-Request-Id"] = request_id
         return response
@@ -176,8 +185,10 @@ class Emulator:
             if trigger:
                 kind = lookup_trigger(trigger)
                 if kind is None:
-                    raise ApiError("BadRequest", f"Unknown X-Trigger-Error value {trigger[:40]!r}; use one of "
-                                   f"{', '.join(KINDS)}.")
+                    raise ApiError(
+                        "BadRequest",
+                        f"Unknown X-Trigger-Error value {trigger[:40]!r}; use one of {', '.join(KINDS)}.",
+                    )
                 raise ApiError(kind.name)
             body = await request.read()
         except ApiError as exc:
@@ -185,24 +196,37 @@ class Emulator:
         except web.HTTPRequestEntityTooLarge:
             return problem_response(ApiError("PayloadTooLarge"), request_id)
         api_request = ApiRequest(
-            method=request.method, path=request.match_info["tail"] or "/", query=dict(request.query),
-            body=body, base_url=self._base_url(request), request_id=request_id,
+            method=request.method,
+            path=request.match_info["tail"] or "/",
+            query=dict(request.query),
+            body=body,
+            base_url=self._base_url(request),
+            request_id=request_id,
         )
         result = await self.in_db(lambda store: self._answer(store, api_request))
         return api_response(result)
 
     def _answer(self, store: Store, api_request: ApiRequest) -> ApiResponse:
         response = self.api.handle(store, api_request)
-        if (api_request.method == "GET" and response.status == 200 and api_request.path.startswith("/batches/")
-                and isinstance(response.body, dict) and response.body.get("response_body_url")
-                and self.faults.take_empty_url()):
+        if (
+            api_request.method == "GET"
+            and response.status == 200
+            and api_request.path.startswith("/batches/")
+            and isinstance(response.body, dict)
+            and response.body.get("response_body_url")
+            and self.faults.take_empty_url()
+        ):
             response.body["response_body_url"] = ""
         if response.text is None and response.body is not None:
             response.text = json.dumps(response.body)  # encode here, off the event loop
         return response
 
-    def _fault_response(self, request: web.Request, decision: Decision, request_id: str,
-                        ) -> web.StreamResponse | None:
+    def _fault_response(
+        self,
+        request: web.Request,
+        decision: Decision,
+        request_id: str,
+    ) -> web.StreamResponse | None:
         if decision.drop:
             request.protocol.force_close()
             raise _Dropped
@@ -230,21 +254,23 @@ class Emulator:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() not in ("oauth", "bearer") or not self.auth.token_valid(token.strip()):
             return web.json_response({"error": "invalid_token", "error_description": "Invalid OAuth token"})
-        return web.json_response({
-            "dc": self.settings.dc,
-            "role": "owner",
-            "accountname": self.settings.account_name,
-            "user_id": 1001,
-            "login": {
-                "email": self.settings.login_email,
-                "avatar": None,
-                "login_id": 1001,
-                "login_name": "owner",
-                "login_email": self.settings.login_email,
-            },
-            "login_url": "https://login.mailchimp.com",
-            "api_endpoint": self._base_url(request),
-        })
+        return web.json_response(
+            {
+                "dc": self.settings.dc,
+                "role": "owner",
+                "accountname": self.settings.account_name,
+                "user_id": 1001,
+                "login": {
+                    "email": self.settings.login_email,
+                    "avatar": None,
+                    "login_id": 1001,
+                    "login_name": "owner",
+                    "login_email": self.settings.login_email,
+                },
+                "login_url": "https://login.mailchimp.com",
+                "api_endpoint": self._base_url(request),
+            }
+        )
 
     # ---- result archives -----------------------------------------------------------------------------
 
@@ -255,9 +281,12 @@ class Emulator:
         if link is None or path is None or not path.is_file():
             return _s3_response(404, "NoSuchKey", "The specified key does not exist.", request_id)
         if link.verdict == "bad-signature":
-            return _s3_response(403, "SignatureDoesNotMatch",
-                                "The request signature we calculated does not match the signature you provided.",
-                                request_id)
+            return _s3_response(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+                request_id,
+            )
         if link.verdict == "expired":
             return _s3_response(403, "AccessDenied", "Request has expired", request_id)
         if not self.faults.corrupt_archive:
@@ -276,7 +305,9 @@ class _Dropped(Exception):
 
 
 def _s3_response(status: int, code: str, message: str, request_id: str) -> web.Response:
-    return web.Response(status=status, text=s3_error(code, message, request_id), content_type="application/xml")
+    return web.Response(
+        status=status, text=s3_error(code, message, request_id), content_type="application/xml"
+    )
 
 
 def create_app(emulator: Emulator) -> web.Application:

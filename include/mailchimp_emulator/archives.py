@@ -127,8 +127,10 @@ class ArchiveSigner:
         expires = str(int(time.time() + self.ttl))
         token = secrets.token_urlsafe(12)
         signature = self._sign(name, expires, token)
-        return (f"{base_url}{ARCHIVE_ROUTE}/{name}?AWSAccessKeyId=EMULATORKEY&Expires={expires}"
-                f"&x-amz-security-token={token}&Signature={signature}")
+        return (
+            f"{base_url}{ARCHIVE_ROUTE}/{name}?AWSAccessKeyId=EMULATORKEY&Expires={expires}"
+            f"&x-amz-security-token={token}&Signature={signature}"
+        )
 
     def check(self, name: str, query: dict[str, str]) -> ArchiveLink | None:
         """None when the name is not an archive name at all."""

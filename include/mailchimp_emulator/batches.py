@@ -30,13 +30,17 @@ def operation_errors(operations: Any) -> list[dict[str, str]]:
         else:
             method, path = op.get("method"), op.get("path")
             if not isinstance(method, str) or method.upper() not in METHODS:
-                errors.append({"field": f"{where}.method", "message": "Must be one of GET, POST, PUT, PATCH, DELETE"})
+                errors.append(
+                    {"field": f"{where}.method", "message": "Must be one of GET, POST, PUT, PATCH, DELETE"}
+                )
             if not isinstance(path, str) or not path.startswith("/"):
                 errors.append({"field": f"{where}.path", "message": "A path relative to /3.0 is required"})
             if op.get("params") is not None and not isinstance(op["params"], dict):
                 errors.append({"field": f"{where}.params", "message": "Schema describes object"})
             if op.get("body") is not None and not isinstance(op["body"], str):
-                errors.append({"field": f"{where}.body", "message": "Schema describes string (a JSON document)"})
+                errors.append(
+                    {"field": f"{where}.body", "message": "Schema describes string (a JSON document)"}
+                )
             operation_id = op.get("operation_id")
             if operation_id is not None and not isinstance(operation_id, str | int):
                 errors.append({"field": f"{where}.operation_id", "message": "Schema describes string"})
@@ -45,11 +49,14 @@ def operation_errors(operations: Any) -> list[dict[str, str]]:
     return errors
 
 
-def accept_batch(store: Store, files: BatchFiles, raw_body: bytes, body: Any, now: str,
-                 max_pending: int) -> Batch:
+def accept_batch(
+    store: Store, files: BatchFiles, raw_body: bytes, body: Any, now: str, max_pending: int
+) -> Batch:
     """Validate and queue a batch; ApiError for a bad body or too many pending batches."""
     if not isinstance(body, dict) or "operations" not in body:
-        raise ApiError("InvalidResource", errors=[{"field": "operations", "message": "This value is required"}])
+        raise ApiError(
+            "InvalidResource", errors=[{"field": "operations", "message": "This value is required"}]
+        )
     errors = operation_errors(body["operations"])
     if errors:
         raise ApiError("InvalidResource", VALIDATION_DETAIL, errors=errors)

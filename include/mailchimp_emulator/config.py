@@ -22,7 +22,17 @@ DEFAULT_LIST_ID = "demo0audience"
 DEFAULT_STATE_PATH = Path("var/mailchimp-emulator.db")
 
 MERGE_TYPES = (
-    "text", "number", "address", "phone", "date", "url", "imageurl", "radio", "dropdown", "birthday", "zip",
+    "text",
+    "number",
+    "address",
+    "phone",
+    "date",
+    "url",
+    "imageurl",
+    "radio",
+    "dropdown",
+    "birthday",
+    "zip",
 )
 MERGE_TAG_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,9}$")  # Mailchimp: at most 10 characters
 _LIST_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -50,7 +60,9 @@ class MergeFieldSpec:
         if not MERGE_TAG_RE.match(self.tag):
             raise ConfigError(f"merge tag {self.tag!r}: 1-10 characters A-Z, 0-9, _ starting with a letter")
         if self.type not in MERGE_TYPES:
-            raise ConfigError(f"merge field {self.tag}: type {self.type!r} not one of {', '.join(MERGE_TYPES)}")
+            raise ConfigError(
+                f"merge field {self.tag}: type {self.type!r} not one of {', '.join(MERGE_TYPES)}"
+            )
         if self.type in ("radio", "dropdown") and not self.options.get("choices"):
             raise ConfigError(f"merge field {self.tag}: a {self.type} field needs options.choices")
 
@@ -164,7 +176,9 @@ def audience_from_dict(raw: dict[str, Any]) -> AudienceSpec:
         id=str(raw["id"]),
         name=str(raw.get("name", raw["id"])),
         double_optin=bool(raw.get("double_optin", False)),
-        merge_fields=DEFAULT_MERGE_FIELDS if fields is None else tuple(merge_field_from_dict(f) for f in fields),
+        merge_fields=DEFAULT_MERGE_FIELDS
+        if fields is None
+        else tuple(merge_field_from_dict(f) for f in fields),
     )
 
 
@@ -182,8 +196,19 @@ def parse_audience_flag(spec: str) -> AudienceSpec:
 
 
 _FILE_KEYS = {
-    "dc", "api_keys", "oauth_tokens", "audiences", "account_name", "login_email", "batch_pace", "archive_ttl",
-    "max_connections", "max_body_bytes", "max_pending_batches", "public_url", "faults",
+    "dc",
+    "api_keys",
+    "oauth_tokens",
+    "audiences",
+    "account_name",
+    "login_email",
+    "batch_pace",
+    "archive_ttl",
+    "max_connections",
+    "max_body_bytes",
+    "max_pending_batches",
+    "public_url",
+    "faults",
 }
 
 

@@ -30,7 +30,9 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
     """Register the control endpoints; handlers close over the running emulator."""
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "pid": os.getpid(), "api_url": f"{emulator.settings.base_url}/3.0"})
+        return web.json_response(
+            {"status": "ok", "pid": os.getpid(), "api_url": f"{emulator.settings.base_url}/3.0"}
+        )
 
     async def get_faults(request: web.Request) -> web.Response:
         return web.json_response(emulator.faults.current().to_dict())
@@ -71,11 +73,22 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
             audience = store.audience(list_id)
             if audience is None:
                 return None
-            everyone = store.list_members(audience.list_no, status, None, 0) if status else [
-                m for s in LISTED_STATUSES for m in store.list_members(audience.list_no, s, None, 0)]
+            everyone = (
+                store.list_members(audience.list_no, status, None, 0)
+                if status
+                else [m for s in LISTED_STATUSES for m in store.list_members(audience.list_no, s, None, 0)]
+            )
             return [
-                {"id": m.hash, "email_address": m.email, "status": m.status, "merge_fields": m.merge_fields,
-                 "tags": m.tags, "language": m.language, "vip": m.vip, "last_changed": m.last_changed}
+                {
+                    "id": m.hash,
+                    "email_address": m.email,
+                    "status": m.status,
+                    "merge_fields": m.merge_fields,
+                    "tags": m.tags,
+                    "language": m.language,
+                    "vip": m.vip,
+                    "last_changed": m.last_changed,
+                }
                 for m in sorted(everyone, key=lambda m: m.seq or 0)
             ]
 

@@ -121,12 +121,14 @@ class FaultState:
     def current(self) -> Faults:
         """The settings with the one-shot counters showing what is left of them."""
         with self._lock:
-            return Faults(**{
-                **self._faults.to_dict(),
-                "throttle_next": self._throttle_left,
-                "bare_next": self._bare_left,
-                "empty_url_next": self._empty_url_left,
-            })
+            return Faults(
+                **{
+                    **self._faults.to_dict(),
+                    "throttle_next": self._throttle_left,
+                    "bare_next": self._bare_left,
+                    "empty_url_next": self._empty_url_left,
+                }
+            )
 
     def decide(self) -> Decision:
         """Draw the fate of one /3.0 request (order: latency, drop, bare answer, 429 storm, 5xx)."""

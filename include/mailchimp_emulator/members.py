@@ -37,8 +37,9 @@ def json_type(value: Any) -> str:
 class Rejected(Exception):
     """One member cannot be written; becomes a 400 (single writes) or an `errors` entry (batch)."""
 
-    def __init__(self, kind: str, detail: str, errors: list[dict[str, str]] | None = None,
-                 code: str = "ERROR_GENERIC") -> None:
+    def __init__(
+        self, kind: str, detail: str, errors: list[dict[str, str]] | None = None, code: str = "ERROR_GENERIC"
+    ) -> None:
         super().__init__(detail)
         self.kind, self.detail, self.errors, self.code = kind, detail, errors or [], code
 
@@ -77,8 +78,11 @@ class MemberInput:
 
 
 def _schema_error(field: str, expected: str, value: Any) -> Rejected:
-    return Rejected("InvalidResource", VALIDATION_DETAIL,
-                    [{"field": field, "message": f"Schema describes {expected}, {json_type(value)} found instead"}])
+    return Rejected(
+        "InvalidResource",
+        VALIDATION_DETAIL,
+        [{"field": field, "message": f"Schema describes {expected}, {json_type(value)} found instead"}],
+    )
 
 
 def _opt_str(raw: dict[str, Any], key: str) -> str | None:
@@ -94,8 +98,11 @@ def _ip(raw: dict[str, Any], key: str) -> str | None:
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            raise Rejected("InvalidResource", f"The {key} value '{value}' is not a valid IP address.",
-                           [{"field": key, "message": "Invalid IP address"}]) from None
+            raise Rejected(
+                "InvalidResource",
+                f"The {key} value '{value}' is not a valid IP address.",
+                [{"field": key, "message": "Invalid IP address"}],
+            ) from None
     return value
 
 
@@ -117,8 +124,11 @@ def _timestamp(raw: dict[str, Any], key: str) -> str | None:
             except ValueError:
                 continue
     if parsed is None:
-        raise Rejected("InvalidResource", f"The {key} value '{value}' is not a valid date and time.",
-                       [{"field": key, "message": "Expected ISO 8601 date-time or YYYY-MM-DD HH:MM:SS"}])
+        raise Rejected(
+            "InvalidResource",
+            f"The {key} value '{value}' is not a valid date and time.",
+            [{"field": key, "message": "Expected ISO 8601 date-time or YYYY-MM-DD HH:MM:SS"}],
+        )
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC).isoformat(timespec="seconds")
@@ -130,8 +140,11 @@ _NOTHING_ELSE = MemberInput(None, None, None, None, None, None, None, None, None
 
 
 def _bad_status(key: str) -> Rejected:
-    return Rejected("InvalidResource", VALIDATION_DETAIL,
-                    [{"field": key, "message": f"Value must be one of: {', '.join(STATUSES)}"}])
+    return Rejected(
+        "InvalidResource",
+        VALIDATION_DETAIL,
+        [{"field": key, "message": f"Value must be one of: {', '.join(STATUSES)}"}],
+    )
 
 
 def parse_input(raw: Any, *, with_tags: bool) -> MemberInput:
@@ -168,16 +181,31 @@ def parse_input(raw: Any, *, with_tags: bool) -> MemberInput:
                 names.append(tag)
         tags = names
     rest = _NOTHING_ELSE if raw.keys() <= _COMMON_KEYS else _parse_rest(raw)
-    return MemberInput(email, status, status_if_new, merge_fields, tags, rest.email_type, rest.language, rest.vip,
-                       rest.ip_signup, rest.ip_opt, rest.timestamp_signup, rest.timestamp_opt)
+    return MemberInput(
+        email,
+        status,
+        status_if_new,
+        merge_fields,
+        tags,
+        rest.email_type,
+        rest.language,
+        rest.vip,
+        rest.ip_signup,
+        rest.ip_opt,
+        rest.timestamp_signup,
+        rest.timestamp_opt,
+    )
 
 
 def _parse_rest(raw: dict[str, Any]) -> MemberInput:
     """The less common member fields (only looked at when present)."""
     email_type = _opt_str(raw, "email_type")
     if email_type not in (None, "html", "text"):
-        raise Rejected("InvalidResource", VALIDATION_DETAIL,
-                       [{"field": "email_type", "message": "Value must be one of: html, text"}])
+        raise Rejected(
+            "InvalidResource",
+            VALIDATION_DETAIL,
+            [{"field": "email_type", "message": "Value must be one of: html, text"}],
+        )
     vip = raw.get("vip")
     if vip is not None and vip.__class__ is not bool:
         raise _schema_error("vip", "boolean", vip)
@@ -186,7 +214,14 @@ def _parse_rest(raw: dict[str, Any]) -> MemberInput:
         if value is not None and value.__class__ is not expected:
             raise _schema_error(key, _JSON_TYPES[expected], value)
     return MemberInput(
-        None, None, None, None, None, email_type, _opt_str(raw, "language"), vip,
+        None,
+        None,
+        None,
+        None,
+        None,
+        email_type,
+        _opt_str(raw, "language"),
+        vip,
         _ip(raw, "ip_signup") if "ip_signup" in raw else None,
         _ip(raw, "ip_opt") if "ip_opt" in raw else None,
         _timestamp(raw, "timestamp_signup") if "timestamp_signup" in raw else None,
@@ -197,45 +232,76 @@ def _parse_rest(raw: dict[str, Any]) -> MemberInput:
 def check_email(email: str | None) -> str:
     """The subscriber hash of a plausible address, or Rejected."""
     if not email:
-        raise Rejected("InvalidResource", VALIDATION_DETAIL,
-                       [{"field": "email_address", "message": "This value should not be blank."}])
+        raise Rejected(
+            "InvalidResource",
+            VALIDATION_DETAIL,
+            [{"field": "email_address", "message": "This value should not be blank."}],
+        )
     key = plausible_email_key(email)
     if key is None:
-        raise Rejected("InvalidResource", fake_email_detail(email),
-                       [{"field": "email_address", "message": "Please provide a valid email address."}])
+        raise Rejected(
+            "InvalidResource",
+            fake_email_detail(email),
+            [{"field": "email_address", "message": "Please provide a valid email address."}],
+        )
     return md5(key.encode()).hexdigest()
 
 
 def apply_input(
-    existing: Member | None, member_hash: str, inp: MemberInput, schema: MergeSchema, now: str,
-    *, skip_merge_validation: bool,
+    existing: Member | None,
+    member_hash: str,
+    inp: MemberInput,
+    schema: MergeSchema,
+    now: str,
+    *,
+    skip_merge_validation: bool,
 ) -> Member:
     """The member after this write (a new object; `existing` is left untouched)."""
     email = inp.email or (existing.email if existing else "")
     try:
         status = (inp.status or inp.status_if_new or "") if existing is None else None
         if not status:
-            status = resolve_status(existing.status if existing else None,
-                                    existing.archived_from if existing else None, inp.status, inp.status_if_new)
+            status = resolve_status(
+                existing.status if existing else None,
+                existing.archived_from if existing else None,
+                inp.status,
+                inp.status_if_new,
+            )
     except StatusRejected as exc:
         if exc.reason == "missing":
-            raise Rejected("InvalidResource", VALIDATION_DETAIL, [
-                {"field": "status", "message": "status or status_if_new is required for a new member"}]) from None
+            raise Rejected(
+                "InvalidResource",
+                VALIDATION_DETAIL,
+                [{"field": "status", "message": "status or status_if_new is required for a new member"}],
+            ) from None
         raise Rejected(
             "MemberInComplianceState",
             f"{email} is in a compliance state due to unsubscribe, bounce, or compliance review and cannot "
             "be subscribed.",
             [{"field": "status", "message": "The contact cannot be subscribed again through the API."}],
         ) from None
-    merge, merge_errors = schema.clean(inp.merge_fields or {}, creating=existing is None,
-                                       skip_required=skip_merge_validation)
+    merge, merge_errors = schema.clean(
+        inp.merge_fields or {}, creating=existing is None, skip_required=skip_merge_validation
+    )
     if merge_errors:
         raise Rejected("InvalidResource", MERGE_INVALID, merge_errors)
     if existing is None:
         return Member(
-            None, member_hash, email, status, None, inp.email_type or "html", {**schema.blank, **merge}, [],
-            inp.language or "", bool(inp.vip), inp.ip_signup or "", inp.timestamp_signup or "", inp.ip_opt or "",
-            inp.timestamp_opt or (now if status == "subscribed" else ""), now,
+            None,
+            member_hash,
+            email,
+            status,
+            None,
+            inp.email_type or "html",
+            {**schema.blank, **merge},
+            [],
+            inp.language or "",
+            bool(inp.vip),
+            inp.ip_signup or "",
+            inp.timestamp_signup or "",
+            inp.ip_opt or "",
+            inp.timestamp_opt or (now if status == "subscribed" else ""),
+            now,
         )
     m = existing.copy()
     m.email = email
@@ -295,11 +361,20 @@ class MemberWriter:
         if deltas:
             self.store.adjust_counts(self.audience.list_no, deltas)
         if sub or unsub:
-            self.store.touch_audience_dates(self.audience.list_no, sub=self.now if sub else None,
-                                            unsub=self.now if unsub else None)
+            self.store.touch_audience_dates(
+                self.audience.list_no, sub=self.now if sub else None, unsub=self.now if unsub else None
+            )
 
-    def upsert(self, path_hash: str, body: Any, *, skip_merge_validation: bool, create_only: bool = False,
-               must_exist: bool = False, with_tags: bool = False) -> Member:
+    def upsert(
+        self,
+        path_hash: str,
+        body: Any,
+        *,
+        skip_merge_validation: bool,
+        create_only: bool = False,
+        must_exist: bool = False,
+        with_tags: bool = False,
+    ) -> Member:
         """PUT (upsert), PATCH (must_exist) and POST /members (create_only) for one member."""
         try:
             inp = parse_input(body, with_tags=with_tags)
@@ -311,15 +386,21 @@ class MemberWriter:
             else:
                 member_hash = check_email(inp.email)
                 if path_hash and member_hash != path_hash:
-                    raise invalid("email_address", "The email address does not match the subscriber hash.",
-                                  "The subscriber hash in the URL does not match the email address in the body.")
+                    raise invalid(
+                        "email_address",
+                        "The email address does not match the subscriber hash.",
+                        "The subscriber hash in the URL does not match the email address in the body.",
+                    )
                 if not path_hash:
                     existing = self.store.member(self.audience.list_no, member_hash)
             if create_only and existing is not None and existing.status != "archived":
-                raise ApiError("MemberExists", f"{existing.email} is already a list member. "
-                               "Use PUT to insert or update list members.")
-            member = apply_input(existing, member_hash, inp, self.schema, self.now,
-                                 skip_merge_validation=skip_merge_validation)
+                raise ApiError(
+                    "MemberExists",
+                    f"{existing.email} is already a list member. Use PUT to insert or update list members.",
+                )
+            member = apply_input(
+                existing, member_hash, inp, self.schema, self.now, skip_merge_validation=skip_merge_validation
+            )
         except Rejected as exc:
             raise exc.api_error() from None
         if inp.tags is not None:
@@ -353,7 +434,12 @@ class MemberWriter:
         self.save([], [(existing, member)])
 
     def batch_subscribe(
-        self, entries: list[Any], *, update_existing: bool, sync_tags: bool, skip_merge_validation: bool,
+        self,
+        entries: list[Any],
+        *,
+        update_existing: bool,
+        sync_tags: bool,
+        skip_merge_validation: bool,
         skip_duplicate_check: bool,
     ) -> tuple[list[Member], list[Member], list[dict[str, str]]]:
         """POST /lists/{id}: returns (created, updated, errors); one SELECT and two executemany calls."""
@@ -369,8 +455,11 @@ class MemberWriter:
                 continue
             if member_hash in wanted:
                 if not skip_duplicate_check:
-                    errors.append(Rejected("InvalidResource", f"{inp.email} appears more than once in this "
-                                           "request.").batch_entry(inp.email or ""))
+                    errors.append(
+                        Rejected(
+                            "InvalidResource", f"{inp.email} appears more than once in this request."
+                        ).batch_entry(inp.email or "")
+                    )
                 continue
             wanted[member_hash] = inp
         existing = self.store.find_members(self.audience.list_no, list(wanted))
@@ -382,13 +471,18 @@ class MemberWriter:
         for member_hash, inp in wanted.items():
             old = existing.get(member_hash)
             if old is not None and old.status != "archived" and not update_existing:
-                errors.append(Rejected(
-                    "MemberExists", f"{inp.email} is already a list member. Use PUT to insert or update list "
-                    "members.", code="ERROR_CONTACT_EXISTS",
-                ).batch_entry(inp.email or ""))
+                errors.append(
+                    Rejected(
+                        "MemberExists",
+                        f"{inp.email} is already a list member. Use PUT to insert or update list members.",
+                        code="ERROR_CONTACT_EXISTS",
+                    ).batch_entry(inp.email or "")
+                )
                 continue
             try:
-                new = apply_input(old, member_hash, inp, schema, now, skip_merge_validation=skip_merge_validation)
+                new = apply_input(
+                    old, member_hash, inp, schema, now, skip_merge_validation=skip_merge_validation
+                )
             except Rejected as exc:
                 errors.append(exc.batch_entry(inp.email or ""))
                 continue

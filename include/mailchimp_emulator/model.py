@@ -78,9 +78,21 @@ class Member:
 
     def copy(self) -> Member:
         return Member(
-            self.seq, self.hash, self.email, self.status, self.archived_from, self.email_type,
-            dict(self.merge_fields), list(self.tags), self.language, self.vip, self.ip_signup,
-            self.timestamp_signup, self.ip_opt, self.timestamp_opt, self.last_changed,
+            self.seq,
+            self.hash,
+            self.email,
+            self.status,
+            self.archived_from,
+            self.email_type,
+            dict(self.merge_fields),
+            list(self.tags),
+            self.language,
+            self.vip,
+            self.ip_signup,
+            self.timestamp_signup,
+            self.ip_opt,
+            self.timestamp_opt,
+            self.last_changed,
         )
 
 

@@ -26,56 +26,80 @@ class ErrorKind:
 
 _KINDS = (
     ErrorKind("BadRequest", 400, "Bad Request", "Your request could not be processed."),
-    ErrorKind("InvalidAction", 400, "Invalid Action", "The action requested was not valid for this resource."),
+    ErrorKind(
+        "InvalidAction", 400, "Invalid Action", "The action requested was not valid for this resource."
+    ),
     ErrorKind("InvalidResource", 400, "Invalid Resource", VALIDATION_DETAIL),
-    ErrorKind("JSONParseError", 400, "JSON Parse Exception", "We encountered an unspecified JSON parsing error."),
+    ErrorKind(
+        "JSONParseError", 400, "JSON Parse Exception", "We encountered an unspecified JSON parsing error."
+    ),
     ErrorKind("MemberExists", 400, "Member Exists", "The contact is already a list member."),
     ErrorKind(
-        "MemberInComplianceState", 400, "Member In Compliance State",
+        "MemberInComplianceState",
+        400,
+        "Member In Compliance State",
         "The contact is in a compliance state due to unsubscribe, bounce, or compliance review "
         "and cannot be subscribed.",
     ),
     ErrorKind(
-        "ForgottenEmailNotSubscribed", 400, "Forgotten Email Not Subscribed",
+        "ForgottenEmailNotSubscribed",
+        400,
+        "Forgotten Email Not Subscribed",
         "The contact was permanently deleted and cannot be re-imported.",
     ),
     ErrorKind("APIKeyMissing", 401, "API Key Missing", "Your request did not include an API key."),
     ErrorKind(
-        "APIKeyInvalid", 401, "API Key Invalid",
+        "APIKeyInvalid",
+        401,
+        "API Key Invalid",
         "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
     ),
     ErrorKind("Forbidden", 403, "Forbidden", "You don't have permission to access this resource."),
     ErrorKind("UserDisabled", 403, "User Disabled", "This account has been deactivated."),
     ErrorKind(
-        "WrongDatacenter", 403, "Wrong Datacenter",
+        "WrongDatacenter",
+        403,
+        "Wrong Datacenter",
         "The API key provided is linked to a different datacenter.",
     ),
     ErrorKind("ResourceNotFound", 404, "Resource Not Found", "The requested resource could not be found."),
     ErrorKind(
-        "MethodNotAllowed", 405, "Method Not Allowed",
+        "MethodNotAllowed",
+        405,
+        "Method Not Allowed",
         "The requested method and resource are not compatible. "
         "See the Allow header for this resource's available methods.",
     ),
     ErrorKind(
-        "PayloadTooLarge", 413, "Request Entity Too Large",
+        "PayloadTooLarge",
+        413,
+        "Request Entity Too Large",
         "The request body is larger than this server accepts.",
     ),
     ErrorKind(
-        "ResourceNestingTooDeep", 414, "Resource Nesting Too Deep",
+        "ResourceNestingTooDeep",
+        414,
+        "Resource Nesting Too Deep",
         "The sub-resource requested is nested too deeply.",
     ),
     ErrorKind(
-        "InvalidMethodOverride", 422, "Invalid Method Override",
+        "InvalidMethodOverride",
+        422,
+        "Invalid Method Override",
         "You can only use the X-HTTP-Method-Override header with the POST method.",
     ),
     ErrorKind("TooManyRequests", 429, "Too Many Requests", CONCURRENCY_DETAIL),
     ErrorKind(
-        "InternalServerError", 500, "Internal Server Error",
+        "InternalServerError",
+        500,
+        "Internal Server Error",
         "An unexpected internal error has occurred. Please contact Support for more information.",
     ),
     ErrorKind("BadGateway", 502, "Bad Gateway", "The upstream server did not answer in time."),
     ErrorKind(
-        "ServiceUnavailable", 503, "Service Unavailable",
+        "ServiceUnavailable",
+        503,
+        "Service Unavailable",
         "The service is temporarily unavailable. Please try again later.",
     ),
 )
@@ -128,7 +152,11 @@ def invalid(field: str, message: str, detail: str = VALIDATION_DETAIL) -> ApiErr
 
 
 def problem_body(
-    status: int, title: str, detail: str, instance: str | None = None, errors: list[dict[str, str]] | None = None,
+    status: int,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    errors: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": ERROR_TYPE_URL,

@@ -8,9 +8,12 @@ import re
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-_EMAIL_RE = re.compile(r"([A-Za-z0-9._%+!#$&'*=?^`{|}~-])[A-Za-z0-9._%+!#$&'*=?^`{|}~-]*(@|%40)([A-Za-z0-9.-]+)")
-_SECRET_PARAM_RE = re.compile(r"((?:apikey|api_key|key|token|access_token|Signature|x-amz-security-token)=)[^&\s]+",
-                              re.IGNORECASE)
+_EMAIL_RE = re.compile(
+    r"([A-Za-z0-9._%+!#$&'*=?^`{|}~-])[A-Za-z0-9._%+!#$&'*=?^`{|}~-]*(@|%40)([A-Za-z0-9.-]+)"
+)
+_SECRET_PARAM_RE = re.compile(
+    r"((?:apikey|api_key|key|token|access_token|Signature|x-amz-security-token)=)[^&\s]+", re.IGNORECASE
+)
 _KEY_RE = re.compile(r"\b([0-9a-f]{4})[0-9a-f]{28}(-[a-z]{2}\d{1,3})?\b")
 
 
@@ -35,7 +38,11 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %s %.1fms rid=%s',
-            request.remote, request.method, redact(request.path_qs), response.status, time * 1000,
+            request.remote,
+            request.method,
+            redact(request.path_qs),
+            response.status,
+            time * 1000,
             response.headers.get("X-Request-Id", "-"),
         )
 

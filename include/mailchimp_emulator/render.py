@@ -73,19 +73,46 @@ class MemberRenderer:
         first, last = merge.get("FNAME", ""), merge.get("LNAME", "")
         full_name = f"{first} {last}".strip() if isinstance(first, str) and isinstance(last, str) else ""
         return _MEMBER % (
-            h, _enc(m.email), h[22:], h[16:] + h[:16], _enc(full_name), int(h[:7], 16), m.email_type, m.status,
-            self._merge_json(m), _enc(m.ip_signup), _enc(m.timestamp_signup), _enc(m.ip_opt),
-            _enc(m.timestamp_opt), m.last_changed, _enc(m.language), "true" if m.vip else "false", len(m.tags),
-            self._tags_json(m.tags), self._list_id_json, self._links_json(h),
+            h,
+            _enc(m.email),
+            h[22:],
+            h[16:] + h[:16],
+            _enc(full_name),
+            int(h[:7], 16),
+            m.email_type,
+            m.status,
+            self._merge_json(m),
+            _enc(m.ip_signup),
+            _enc(m.timestamp_signup),
+            _enc(m.ip_opt),
+            _enc(m.timestamp_opt),
+            m.last_changed,
+            _enc(m.language),
+            "true" if m.vip else "false",
+            len(m.tags),
+            self._tags_json(m.tags),
+            self._list_id_json,
+            self._links_json(h),
         )
 
     def subscribed_json(self, m: Member) -> str:
         """The lean entry of batch subscribe's new_members / updated_members."""
         h = m.hash
         return _SUBSCRIBED % (
-            h, _enc(m.email), h[22:], h[16:] + h[:16], m.email_type, m.status, self._merge_json(m),
-            _enc(m.timestamp_opt), m.last_changed, _enc(m.language) if m.language else '""',
-            "true" if m.vip else "false", len(m.tags), self._tags_json(m.tags), self._list_id_json,
+            h,
+            _enc(m.email),
+            h[22:],
+            h[16:] + h[:16],
+            m.email_type,
+            m.status,
+            self._merge_json(m),
+            _enc(m.timestamp_opt),
+            m.last_changed,
+            _enc(m.language) if m.language else '""',
+            "true" if m.vip else "false",
+            len(m.tags),
+            self._tags_json(m.tags),
+            self._list_id_json,
         )
 
     def _links_json(self, member_hash: str) -> str:
@@ -104,8 +131,14 @@ class MemberRenderer:
 # ---- audiences and merge fields -----------------------------------------------------------------------
 
 
-def audience(a: Audience, counts: dict[str, int], merge_field_count: int, base_url: str, dc: str,
-             include_total_contacts: bool) -> dict[str, Any]:
+def audience(
+    a: Audience,
+    counts: dict[str, int],
+    merge_field_count: int,
+    base_url: str,
+    dc: str,
+    include_total_contacts: bool,
+) -> dict[str, Any]:
     href = f"{base_url}/3.0/lists/{a.id}"
     stats: dict[str, Any] = {
         "member_count": counts.get("subscribed", 0),
@@ -132,13 +165,22 @@ def audience(a: Audience, counts: dict[str, int], merge_field_count: int, base_u
         "web_id": a.web_id,
         "name": a.name,
         "contact": {
-            "company": "Mailchimp Emulator", "address1": "675 Ponce de Leon Ave NE", "address2": "Suite 5000",
-            "city": "Atlanta", "state": "GA", "zip": "30308", "country": "US", "phone": "",
+            "company": "Mailchimp Emulator",
+            "address1": "675 Ponce de Leon Ave NE",
+            "address2": "Suite 5000",
+            "city": "Atlanta",
+            "state": "GA",
+            "zip": "30308",
+            "country": "US",
+            "phone": "",
         },
         "permission_reminder": "You are receiving this email because you opted in via our website.",
         "use_archive_bar": True,
         "campaign_defaults": {
-            "from_name": a.name, "from_email": "owner@mailchimp-emulator.dev", "subject": "", "language": "en",
+            "from_name": a.name,
+            "from_email": "owner@mailchimp-emulator.dev",
+            "subject": "",
+            "language": "en",
         },
         "notify_on_subscribe": "",
         "notify_on_unsubscribe": "",

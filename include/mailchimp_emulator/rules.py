@@ -31,14 +31,36 @@ LISTED_STATUSES = (*STATUSES, "archived")
 _COMPLIANCE_LOCKED = frozenset({"unsubscribed", "cleaned"})
 _OPT_IN = frozenset({"subscribed", "pending"})
 
-FAKE_DOMAINS = frozenset({
-    "example.com", "example.net", "example.org", "test.com", "test.net", "test.org", "fake.com",
-    "invalid.com", "nowhere.com", "noemail.com", "mailinator.invalid",
-})
+FAKE_DOMAINS = frozenset(
+    {
+        "example.com",
+        "example.net",
+        "example.org",
+        "test.com",
+        "test.net",
+        "test.org",
+        "fake.com",
+        "invalid.com",
+        "nowhere.com",
+        "noemail.com",
+        "mailinator.invalid",
+    }
+)
 RESERVED_TLDS = frozenset({"test", "example", "invalid", "localhost", "local"})
-FAKE_LOCAL_PARTS = frozenset({
-    "test", "fake", "asdf", "qwerty", "noemail", "nomail", "none", "null", "nobody", "example",
-})
+FAKE_LOCAL_PARTS = frozenset(
+    {
+        "test",
+        "fake",
+        "asdf",
+        "qwerty",
+        "noemail",
+        "nomail",
+        "none",
+        "null",
+        "nobody",
+        "example",
+    }
+)
 _FAKE_SUFFIXES = tuple(f".{d}" for d in sorted(FAKE_DOMAINS | RESERVED_TLDS))
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -98,7 +120,10 @@ class StatusRejected(Exception):
 
 
 def resolve_status(
-    current: str | None, archived_from: str | None, status: str | None, status_if_new: str | None,
+    current: str | None,
+    archived_from: str | None,
+    status: str | None,
+    status_if_new: str | None,
 ) -> str:
     """The status a write leaves a member in.
 
@@ -318,7 +343,11 @@ class MergeSchema:
         self.blank = {f.tag: "" for f in fields}
 
     def clean(
-        self, values: dict[str, Any], *, creating: bool, skip_required: bool,
+        self,
+        values: dict[str, Any],
+        *,
+        creating: bool,
+        skip_required: bool,
     ) -> tuple[dict[str, Any], list[dict[str, str]]]:
         """Validate and normalise submitted values; returns (values, [{field, message}, ...])."""
         out: dict[str, Any] = {}
@@ -330,7 +359,9 @@ class MergeSchema:
                 continue
             validate = validators.get(tag)
             if validate is None:
-                errors.append({"field": tag, "message": f"The merge field {tag} does not exist on this audience."})
+                errors.append(
+                    {"field": tag, "message": f"The merge field {tag} does not exist on this audience."}
+                )
             elif value is None or value == "":
                 out[tag] = ""
             else:

@@ -52,15 +52,21 @@ def operation_request(op: dict[str, Any], base_url: str) -> ApiRequest:
     query.update({k: _query_value(v) for k, v in (op.get("params") or {}).items()})
     body = op.get("body")
     return ApiRequest(
-        method=op["method"].upper(), path=path, query=query, body=(body or "").encode("utf-8"),
-        base_url=base_url, in_batch=True,
+        method=op["method"].upper(),
+        path=path,
+        query=query,
+        body=(body or "").encode("utf-8"),
+        base_url=base_url,
+        in_batch=True,
     )
 
 
 class BatchRunner:
     """Owns the batch threads; `notify()` after a submission, `stop()` at shutdown."""
 
-    def __init__(self, settings: Settings, db: Database, files: BatchFiles, api: Api, faults: FaultState) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, files: BatchFiles, api: Api, faults: FaultState
+    ) -> None:
         self.settings, self.db, self.files, self.api, self.faults = settings, db, files, api, faults
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -172,16 +178,20 @@ class BatchRunner:
             results: list[dict[str, Any]] = []
             size, deadline = 0, time.monotonic() + CHUNK_SECONDS
             with store.transaction():
-                while done < len(operations) and len(results) < CHUNK_MAX_OPERATIONS and size < CHUNK_MAX_BYTES:
+                while (
+                    done < len(operations) and len(results) < CHUNK_MAX_OPERATIONS and size < CHUNK_MAX_BYTES
+                ):
                     op = operations[done]
                     response = self.api.handle(store, operation_request(op, base_url))
                     text = response.json_text()
                     operation_id = op.get("operation_id")
-                    results.append({
-                        "status_code": response.status,
-                        "operation_id": None if operation_id is None else str(operation_id),
-                        "response": text,
-                    })
+                    results.append(
+                        {
+                            "status_code": response.status,
+                            "operation_id": None if operation_id is None else str(operation_id),
+                            "response": text,
+                        }
+                    )
                     errored += response.status >= 400
                     size += len(text)
                     done += 1

@@ -86,12 +86,15 @@ CREATE INDEX IF NOT EXISTS batches_by_status ON batches (status);
 
 _MEMBER_COLUMNS = "seq, hash, email, status, merge_fields, tags, timestamp_opt, last_changed, extra"
 _EXTRA_DEFAULTS: dict[str, Any] = {
-    "archived_from": None, "email_type": "html", "language": "", "vip": False, "ip_signup": "",
-    "timestamp_signup": "", "ip_opt": "",
+    "archived_from": None,
+    "email_type": "html",
+    "language": "",
+    "vip": False,
+    "ip_signup": "",
+    "timestamp_signup": "",
+    "ip_opt": "",
 }
-_BATCH_COLUMNS = (
-    "id, status, total_operations, finished_operations, errored_operations, submitted_at, completed_at, parts_done"
-)
+_BATCH_COLUMNS = "id, status, total_operations, finished_operations, errored_operations, submitted_at, completed_at, parts_done"
 _IN_CHUNK = 900  # stay under SQLite's default limit of bound parameters
 _encode_str = json.encoder.encode_basestring_ascii
 
@@ -265,7 +268,13 @@ class Store:
                 if row is None:
                     cur = self.conn.execute(
                         "INSERT INTO audiences (id, name, double_optin, web_id, date_created) VALUES (?,?,?,?,?)",
-                        (spec.id, spec.name, int(spec.double_optin), secrets.randbelow(900_000) + 100_000, now),
+                        (
+                            spec.id,
+                            spec.name,
+                            int(spec.double_optin),
+                            secrets.randbelow(900_000) + 100_000,
+                            now,
+                        ),
                     )
                     list_no = int(cur.lastrowid or 0)
                 else:
@@ -276,8 +285,10 @@ class Store:
                     )
                 if reset_fields:
                     self.conn.execute("DELETE FROM merge_fields WHERE list_no = ?", (list_no,))
-                existing = {r[0] for r in self.conn.execute(
-                    "SELECT tag FROM merge_fields WHERE list_no = ?", (list_no,))}
+                existing = {
+                    r[0]
+                    for r in self.conn.execute("SELECT tag FROM merge_fields WHERE list_no = ?", (list_no,))
+                }
                 for spec_field in spec.merge_fields:
                     if spec_field.tag not in existing:
                         self.add_merge_field(list_no, spec_field)
@@ -285,7 +296,8 @@ class Store:
     def audience(self, list_id: str) -> Audience | None:
         row = self.conn.execute(
             "SELECT list_no, id, name, double_optin, web_id, date_created, last_sub_date, last_unsub_date "
-            "FROM audiences WHERE id = ?", (list_id,),
+            "FROM audiences WHERE id = ?",
+            (list_id,),
         ).fetchone()
         if row is None:
             return None
@@ -294,7 +306,8 @@ class Store:
     def merge_fields(self, list_no: int) -> list[MergeField]:
         rows = self.conn.execute(
             "SELECT merge_id, tag, name, type, required, default_value, public, display_order, help_text, options "
-            "FROM merge_fields WHERE list_no = ? ORDER BY display_order, merge_id", (list_no,),
+            "FROM merge_fields WHERE list_no = ? ORDER BY display_order, merge_id",
+            (list_no,),
         )
         return [
             MergeField(r[0], r[1], r[2], r[3], bool(r[4]), r[5], bool(r[6]), r[7], r[8], json.loads(r[9]))
@@ -306,15 +319,37 @@ class Store:
         with self.transaction():
             merge_id, order = self.conn.execute(
                 "SELECT COALESCE(MAX(merge_id), 0) + 1, COALESCE(MAX(display_order), 1) + 1 "
-                "FROM merge_fields WHERE list_no = ?", (list_no,),
+                "FROM merge_fields WHERE list_no = ?",
+                (list_no,),
             ).fetchone()
             self.conn.execute(
                 "INSERT INTO merge_fields VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (list_no, merge_id, spec.tag, spec.name, spec.type, int(spec.required), spec.default_value,
-                 int(spec.public), order, spec.help_text, json.dumps(spec.options)),
+                (
+                    list_no,
+                    merge_id,
+                    spec.tag,
+                    spec.name,
+                    spec.type,
+                    int(spec.required),
+                    spec.default_value,
+                    int(spec.public),
+                    order,
+                    spec.help_text,
+                    json.dumps(spec.options),
+                ),
             )
-        return MergeField(merge_id, spec.tag, spec.name, spec.type, spec.required, spec.default_value,
-                          spec.public, order, spec.help_text, dict(spec.options))
+        return MergeField(
+            merge_id,
+            spec.tag,
+            spec.name,
+            spec.type,
+            spec.required,
+            spec.default_value,
+            spec.public,
+            order,
+            spec.help_text,
+            dict(spec.options),
+        )
 
     def touch_audience_dates(self, list_no: int, *, sub: str | None, unsub: str | None) -> None:
         if sub:
@@ -328,19 +363,44 @@ class Store:
     def _member(row: tuple[Any, ...]) -> Member:
         extra = _EXTRA_DEFAULTS if row[8] is None else {**_EXTRA_DEFAULTS, **json.loads(row[8])}
         return Member(
-            row[0], row[1], row[2], row[3], extra["archived_from"], extra["email_type"], json.loads(row[4]),
-            json.loads(row[5]), extra["language"], extra["vip"], extra["ip_signup"], extra["timestamp_signup"],
-            extra["ip_opt"], row[6], row[7], row[4],
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            extra["archived_from"],
+            extra["email_type"],
+            json.loads(row[4]),
+            json.loads(row[5]),
+            extra["language"],
+            extra["vip"],
+            extra["ip_signup"],
+            extra["timestamp_signup"],
+            extra["ip_opt"],
+            row[6],
+            row[7],
+            row[4],
         )
 
     @staticmethod
     def _extra(m: Member) -> str | None:
-        if (m.archived_from is None and m.email_type == "html" and not m.language and not m.vip
-                and not m.ip_signup and not m.timestamp_signup and not m.ip_opt):
+        if (
+            m.archived_from is None
+            and m.email_type == "html"
+            and not m.language
+            and not m.vip
+            and not m.ip_signup
+            and not m.timestamp_signup
+            and not m.ip_opt
+        ):
             return None
         values = {
-            "archived_from": m.archived_from, "email_type": m.email_type, "language": m.language, "vip": m.vip,
-            "ip_signup": m.ip_signup, "timestamp_signup": m.timestamp_signup, "ip_opt": m.ip_opt,
+            "archived_from": m.archived_from,
+            "email_type": m.email_type,
+            "language": m.language,
+            "vip": m.vip,
+            "ip_signup": m.ip_signup,
+            "timestamp_signup": m.timestamp_signup,
+            "ip_opt": m.ip_opt,
         }
         return json.dumps({k: v for k, v in values.items() if v != _EXTRA_DEFAULTS[k]})
 
@@ -350,9 +410,10 @@ class Store:
         seqs = [seq for seq in map(known.get, hashes) if seq is not None]
         found: dict[str, Member] = {}
         for start in range(0, len(seqs), _IN_CHUNK):
-            chunk = seqs[start:start + _IN_CHUNK]
+            chunk = seqs[start : start + _IN_CHUNK]
             for row in self.conn.execute(
-                f"SELECT {_MEMBER_COLUMNS} FROM members WHERE seq IN ({','.join('?' * len(chunk))})", chunk,
+                f"SELECT {_MEMBER_COLUMNS} FROM members WHERE seq IN ({','.join('?' * len(chunk))})",
+                chunk,
             ):
                 found[row[1]] = self._member(row)
         return found
@@ -370,11 +431,24 @@ class Store:
         for m in members:
             m.seq = seq
             seq += 1
-            rows.append((m.seq, list_no, m.hash, m.email, m.status, m.merge_json(), _tags_json(m.tags),
-                         m.timestamp_opt, m.last_changed, extra(m)))
+            rows.append(
+                (
+                    m.seq,
+                    list_no,
+                    m.hash,
+                    m.email,
+                    m.status,
+                    m.merge_json(),
+                    _tags_json(m.tags),
+                    m.timestamp_opt,
+                    m.last_changed,
+                    extra(m),
+                )
+            )
         self.conn.executemany(
             "INSERT INTO members (seq, list_no, hash, email, status, merge_fields, tags, timestamp_opt, "
-            "last_changed, extra) VALUES (?,?,?,?,?,?,?,?,?,?)", rows,
+            "last_changed, extra) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            rows,
         )
 
     def update_members(self, members: list[Member]) -> None:
@@ -382,8 +456,16 @@ class Store:
             "UPDATE members SET email = ?, status = ?, merge_fields = ?, tags = ?, timestamp_opt = ?, "
             "last_changed = ?, extra = ? WHERE seq = ?",
             [
-                (m.email, m.status, m.merge_json(), _tags_json(m.tags), m.timestamp_opt, m.last_changed,
-                 self._extra(m), m.seq)
+                (
+                    m.email,
+                    m.status,
+                    m.merge_json(),
+                    _tags_json(m.tags),
+                    m.timestamp_opt,
+                    m.last_changed,
+                    self._extra(m),
+                    m.seq,
+                )
                 for m in members
             ],
         )
@@ -426,12 +508,15 @@ class Store:
 
     def batches(self, count: int, offset: int) -> tuple[list[Batch], int]:
         rows = self.conn.execute(
-            f"SELECT {_BATCH_COLUMNS} FROM batches ORDER BY seq DESC LIMIT ? OFFSET ?", (count, offset))
+            f"SELECT {_BATCH_COLUMNS} FROM batches ORDER BY seq DESC LIMIT ? OFFSET ?", (count, offset)
+        )
         total = self.conn.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
         return [self._batch(r) for r in rows], int(total)
 
     def unfinished_batches(self) -> list[Batch]:
-        rows = self.conn.execute(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE status != 'finished' ORDER BY seq")
+        rows = self.conn.execute(
+            f"SELECT {_BATCH_COLUMNS} FROM batches WHERE status != 'finished' ORDER BY seq"
+        )
         return [self._batch(r) for r in rows]
 
     def pending_batch_count(self) -> int:
@@ -441,7 +526,9 @@ class Store:
         """Move a batch on; False when it no longer exists (deleted or reset)."""
         with self.transaction():
             cur = self.conn.execute(
-                "UPDATE batches SET status = ?, completed_at = ? WHERE id = ?", (status, completed_at, batch_id))
+                "UPDATE batches SET status = ?, completed_at = ? WHERE id = ?",
+                (status, completed_at, batch_id),
+            )
         return cur.rowcount == 1
 
     def record_batch_progress(self, batch_id: str, finished: int, errored: int, parts_done: int) -> bool:

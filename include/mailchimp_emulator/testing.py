@@ -55,8 +55,14 @@ def read_results(archive: bytes) -> list[dict[str, Any]]:
 class EmulatorProcess:
     """A mailchimp-emulator subprocess with its state in `state_dir`; restartable on the same port."""
 
-    def __init__(self, state_dir: Path, *, config: dict[str, Any] | None = None,
-                 extra_args: Sequence[str] = (), startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        config: dict[str, Any] | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 30.0,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.config = config
         self.extra_args = list(extra_args)
@@ -109,8 +115,17 @@ class EmulatorProcess:
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "mailchimp_emulator", "--host", "127.0.0.1", "--port", str(self.port),
-               "--state", str(self.state_path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mailchimp_emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--state",
+            str(self.state_path),
+        ]
         if self.config is not None:
             config_path = self.state_dir / "emulator-config.json"
             config_path.write_text(json.dumps(self.config), encoding="utf-8")
@@ -178,16 +193,21 @@ class EmulatorProcess:
     def __enter__(self) -> EmulatorProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # ---- control API -------------------------------------------------------------------------------------
 
     def _control(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.base_url}/_emulator{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.base_url}/_emulator{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
@@ -206,7 +226,9 @@ class EmulatorProcess:
 
     def members(self, list_id: str | None = None) -> list[dict[str, Any]]:
         """Every member of the audience (archived included) with status, merge_fields and tags."""
-        result: list[dict[str, Any]] = self._control("GET", f"/lists/{list_id or self.list_id}/members")["members"]
+        result: list[dict[str, Any]] = self._control("GET", f"/lists/{list_id or self.list_id}/members")[
+            "members"
+        ]
         return result
 
     def stats(self) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def main() -> None:
             "merge_fields": {"CITY": "city", "LTV": "lifetime_value"},
             "extract_chunk_rows": chunk_rows,
             "job_size": chunk_rows,
+            "max_profiles": 200 * chunk_rows,
         }
     )
     audience = Audience(
