@@ -204,7 +204,7 @@ def reconcile_run(
         batches=uploads,
         durations_s=durations,
     )
-    succeeded_hashes: set[str] = set()
+    succeeded_hashes: list[pa.Array] = []
     failed_tables = []
     index_files = staging.sorted_files(paths.jobs_dir, ".index.parquet")
     if dry_run:
@@ -216,14 +216,18 @@ def reconcile_run(
             )
             report.add_outcomes(outcomes)
             ok = outcomes.filter(pc.not_equal(outcomes["outcome"], "failed"))
-            succeeded_hashes.update(ok["subscriber_hash"].to_pylist())
+            succeeded_hashes.append(ok["subscriber_hash"].combine_chunks())
             failed_tables.append(outcomes.filter(pc.equal(outcomes["outcome"], "failed")))
     report.check()
     report.durations_s["reconcile"] = _timed(started)
     if failed_tables:
         staging.write_parquet(paths.root / "mailchimp_rejects.parquet", pa.concat_tables(failed_tables))
     if not dry_run:
-        _save_state(definition, paths, succeeded_hashes)
+        _save_state(
+            definition,
+            paths,
+            pa.concat_arrays(succeeded_hashes) if succeeded_hashes else pa.array([], pa.string()),
+        )
     staging.write_text(paths.report, report.to_json())
     staging.write_text(paths.report_summary, report.summary() + "\n")
     log.info("%s\nReport: %s", report.summary(), paths.report)
@@ -247,13 +251,12 @@ def _batch_span(uploads: list[dict]) -> float:
     return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
 
 
-def _save_state(definition: ExportDefinition, paths: RunPaths, succeeded: set[str]) -> None:
+def _save_state(definition: ExportDefinition, paths: RunPaths, succeeded: pa.Array) -> None:
     """Remember what the audience now holds: members sent successfully and those left unchanged."""
     kept = []
     for table in pipeline.read_parts(paths.members_dir):
-        hashes = table["subscriber_hash"].to_pylist()
-        mask = [not send or h in succeeded for send, h in zip(table["send"].to_pylist(), hashes, strict=True)]
-        kept.append(table.select(["subscriber_hash", "fingerprint"]).filter(pa.array(mask, pa.bool_())))
+        keep = pc.or_(pc.invert(table["send"]), pc.is_in(table["subscriber_hash"], value_set=succeeded))
+        kept.append(table.select(["subscriber_hash", "fingerprint"]).filter(keep))
     state = staging.export_state_dir(staging.base_path(), definition.export, definition.mailchimp.audience_id)
     table = pa.concat_tables(kept) if kept else pa.table({"subscriber_hash": [], "fingerprint": []})
     staging.write_parquet(state / STATE_FILE, table)
