@@ -116,3 +116,29 @@ def test_every_profile_has_exactly_one_outcome(batch, chunk_rows, rnd) -> None:
             )
         report.add_outcomes(job_outcomes(indexes[job], pa.table(results)))
     report.check()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(),
+    st.sampled_from(["subscribed", "pending"]),
+    st.dictionaries(
+        st.sampled_from(["FNAME", "LTV", "ADDRESS"]),
+        st.one_of(
+            st.text(),
+            st.integers(),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+        ),
+    ),
+    st.one_of(st.none(), st.lists(st.text(), max_size=3)),
+)
+def test_member_json_is_what_json_dumps_writes(email, status, fields, tags) -> None:
+    from mailchimp_provider.export.prepare import member_json
+
+    expected = {"email_address": email, "status_if_new": status, "merge_fields": fields}
+    if tags is not None:
+        expected["tags"] = tags
+    assert member_json(email, status, fields, tags) == json.dumps(
+        expected, ensure_ascii=False, separators=(",", ":")
+    )

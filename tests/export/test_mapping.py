@@ -102,3 +102,8 @@ def test_required_field_must_be_mapped_and_filled() -> None:
 
 def test_audience_round_trips_through_json() -> None:
     assert Audience.from_json(AUDIENCE.to_json()) == AUDIENCE
+
+
+def test_out_of_range_numbers_are_left_out() -> None:
+    merged, dropped = _map({"v": "1e400"}, {"LTV": "v"})
+    assert merged == {} and dropped == {"LTV:number out of range": 1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,8 @@ def _number(value: str) -> int | float:
     if not _NUMBER.match(value):
         raise BadValue("not a number")
     number = float(value)
+    if not math.isfinite(number):
+        raise BadValue("number out of range")
     return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 

@@ -60,6 +60,20 @@ class PrepareResult:
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_STRING = json.encoder.encode_basestring  # the C encoder json.dumps itself uses
+
+
+def member_json(email: str, status_if_new: str, merge_fields: dict, tags: list[str] | None) -> str:
+    """The batch-subscribe member object as compact JSON, written directly: the same text
+    ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` gives, in a fraction of the time."""
+    fields = ",".join(
+        f"{_STRING(tag)}:{_STRING(value) if isinstance(value, str) else _ENCODE(value)}"
+        for tag, value in merge_fields.items()
+    )
+    text = f'{{"email_address":{_STRING(email)},"status_if_new":{_STRING(status_if_new)},"merge_fields":{{{fields}}}'
+    if tags is not None:
+        text += ',"tags":[' + ",".join(map(_STRING, tags)) + "]"
+    return text + "}"
 
 
 def fingerprint(member_json: str) -> int:
@@ -196,19 +210,15 @@ class Preparer:
                 "a required merge field is empty or invalid",
             )
             return
-        member: dict = {
-            "email_address": email,
-            "status_if_new": s.status_if_new,
-            "merge_fields": merge_fields,
-        }
+        tags = None
         if s.tag_segments:
             segment_column = s.segment_column
-            member["tags"] = sorted({row[segment_column] for row in rows if row[segment_column]})
-        member_json = _ENCODE(member)
-        digest = fingerprint(member_json)
+            tags = sorted({row[segment_column] for row in rows if row[segment_column]})
+        encoded = member_json(email, s.status_if_new, merge_fields, tags)
+        digest = fingerprint(encoded)
         send = digest not in s.previous_fingerprints
         if send:
             self.result.to_send += 1
         else:
             self.result.unchanged += 1
-        self.members.add(first_id, email, member_hash, digest, member_json, send)
+        self.members.add(first_id, email, member_hash, digest, encoded, send)
