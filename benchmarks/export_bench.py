@@ -1,0 +1,439 @@
+"""Export benchmark: our pipeline per stage, the naive client loop and the floor, side by side in one run.
+
+    .venv/bin/python benchmarks/export_bench.py [--profiles 1000000] [--naive-sample 1000] [--skip-postgres]
+
+Builds N profiles in a SQLite and a PostgreSQL warehouse (the demo seed), exports all of them with the
+project's own stages against the local Mailchimp server (uploads 8 at a time, as the DAG's mapped upload
+tasks run in the mailchimp_api pool), and compares with
+- the naive way: the official client, one `set_list_member` PUT per profile in a loop, on a sample,
+  extrapolated to N; with the server adding 20 ms to every request and with no added latency;
+- the floor: reading the rows into Arrow and serializing the JSON request bodies, the least any exporter does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+QUERY = (
+    "SELECT 'all' AS segment, customer_id, email, first_name, last_name, city, country, lifetime_value "
+    "FROM customer_profiles"
+)
+UPLOAD_PARALLELISM = 8  # the mailchimp_api pool's slots
+TARGET_SECONDS_1M = 120.0
+TARGET_FLOOR_RATIO = 3.0
+TARGET_NAIVE_RATIO = 100.0
+
+
+@dataclass
+class Stage:
+    name: str
+    seconds: float
+    rows: int
+    peak_mb: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak() -> None:
+    """Reset this process's RSS high-water mark, so each stage's peak is its own."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def measure(name: str, rows: int, work: Callable[[], Any]) -> tuple[Stage, Any]:
+    reset_peak()
+    started = time.perf_counter()
+    result = work()
+    return Stage(name, time.perf_counter() - started, rows, peak_mb()), result
+
+
+def definition(profiles: int):
+    from mailchimp_provider.export.definition import ExportDefinition
+
+    return ExportDefinition.model_validate(
+        {
+            "export": "bench",
+            "mailchimp": {"conn_id": "mailchimp_default", "audience_id": "demo0audience"},
+            "warehouse": {"conn_id": "warehouse", "query": QUERY},
+            "segments": ["all"],
+            "columns": {
+                "id": "customer_id",
+                "email": "email",
+                "first_name": "first_name",
+                "last_name": "last_name",
+            },
+            "merge_fields": {"CITY": "city", "COUNTRY": "country", "LTV": "lifetime_value"},
+            "max_profiles": max(profiles, 1000),
+            "job_size": 50_000,
+        }
+    )
+
+
+def audience():
+    from mailchimp_provider.export.mapping import Audience, MergeField
+
+    fields = [("FNAME", "text"), ("LNAME", "text"), ("CITY", "text"), ("COUNTRY", "text"), ("LTV", "number")]
+    return Audience("demo0audience", "Demo", False, tuple(MergeField(t, k) for t, k in fields))
+
+
+class Warehouse:
+    """A seeded warehouse and fresh cursors on it, as the DAG's extract would open them."""
+
+    def __init__(self, kind: str, workdir: Path, profiles: int) -> None:
+        self.kind = kind
+        if kind == "sqlite":
+            self.path = workdir / "warehouse.db"
+            self.target = f"sqlite:///{self.path}"
+        else:
+            self.dbname = f"bench_{uuid.uuid4().hex[:8]}"
+            self._admin("CREATE DATABASE " + self.dbname)
+            self.target = f"postgresql://postgres@127.0.0.1:5432/{self.dbname}"
+        subprocess.run(
+            [
+                str(BIN / "seed-demo-warehouse"),
+                "--target",
+                self.target,
+                "--profiles",
+                str(profiles),
+                "--seed",
+                "42",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    @staticmethod
+    def _admin(sql: str) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute(sql)
+        conn.close()
+
+    def cursor(self) -> tuple[Any, Any]:
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.path)
+            return conn, conn.cursor()
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=self.dbname)
+        return conn, conn.cursor(name="bench")  # server-side, as the exporter uses
+
+    @property
+    def placeholder_and_quote(self) -> tuple[str, str]:
+        from mailchimp_provider.export.extract import ANSI_QUOTE, SQLITE_QUOTE
+
+        return ("?", SQLITE_QUOTE) if self.kind == "sqlite" else ("%s", ANSI_QUOTE)
+
+    def drop(self) -> None:
+        if self.kind == "postgres":
+            self._admin(f"DROP DATABASE IF EXISTS {self.dbname} WITH (FORCE)")
+
+
+def floor(warehouse: Warehouse) -> float:
+    """Read every row into Arrow and serialize the batch-subscribe bodies: nothing less will do."""
+    started = time.perf_counter()
+    conn, cursor = warehouse.cursor()
+    cursor.execute(QUERY)
+    while rows := cursor.fetchmany(50_000):
+        table = pa.Table.from_arrays(
+            [pa.array(c) for c in zip(*rows, strict=True)],
+            names=["segment", "id", "email", "first", "last", "city", "country", "ltv"],
+        )
+        records = table.to_pylist()
+        for start in range(0, len(records), 500):
+            members = [
+                {
+                    "email_address": r["email"],
+                    "status_if_new": "subscribed",
+                    "merge_fields": {
+                        "FNAME": r["first"],
+                        "LNAME": r["last"],
+                        "CITY": r["city"],
+                        "COUNTRY": r["country"],
+                        "LTV": r["ltv"],
+                    },
+                }
+                for r in records[start : start + 500]
+            ]
+            json.dumps({"members": members, "update_existing": True}, default=str)  # NUMERIC comes as Decimal
+    conn.close()
+    return time.perf_counter() - started
+
+
+def upload(paths: Any, jobs: list[int]) -> list[dict]:
+    """Each job as the upload task runs it: submit, poll, fetch and stage the results; 8 at a time."""
+    from mailchimp_provider.export.staging import read_text, write_parquet
+    from mailchimp_provider.hooks.mailchimp import MailchimpHook
+
+    def one(job: int) -> dict:
+        hook = MailchimpHook()
+        batch_id = hook.submit_batch(read_text(paths.job_operations(job)))["id"]
+        while (batch := hook.get_batch(batch_id))["status"] != "finished":
+            time.sleep(0.5)
+        write_parquet(paths.job_outcomes(job), hook.fetch_batch_results(batch_id))
+        return batch
+
+    with ThreadPoolExecutor(UPLOAD_PARALLELISM) as pool:
+        return list(pool.map(one, jobs))
+
+
+def reconcile(paths: Any, prepared: Any, jobs: list[int]) -> Any:
+    from mailchimp_provider.export.reconcile import RunReport, job_outcomes
+    from mailchimp_provider.export.staging import read_parquet
+
+    report = RunReport(
+        "bench",
+        "bench",
+        "demo0audience",
+        False,
+        profiles_read=prepared.profiles_read,
+        rejected_locally=prepared.rejected,
+    )
+    for job in jobs:
+        report.add_outcomes(
+            job_outcomes(read_parquet(paths.job_index(job)), read_parquet(paths.job_outcomes(job)))
+        )
+    report.check()
+    return report
+
+
+def naive(server: Any, paths: Any, sample: int) -> float:
+    """Seconds per profile for one set_list_member PUT per profile with the official client."""
+    import mailchimp_marketing as MailchimpMarketing
+    from mailchimp_provider.export.pipeline import read_parts
+
+    client = MailchimpMarketing.Client()
+    client.set_config({"api_key": server.api_key, "server": server.dc})
+    client.api_client.host = server.api_url
+    members = []
+    for table in read_parts(paths.members_dir):
+        members += [json.loads(m) for m in table["member_json"].to_pylist()[: sample - len(members)]]
+        if len(members) >= sample:
+            break
+    from mailchimp_provider.export.validate import subscriber_hash
+
+    started = time.perf_counter()
+    for member in members:
+        client.lists.set_list_member(
+            "demo0audience",
+            subscriber_hash(member["email_address"]),
+            {k: v for k, v in member.items() if k != "tags"},
+        )
+    return (time.perf_counter() - started) / len(members)
+
+
+def export_once(
+    warehouse: Warehouse, workdir: Path, profiles: int
+) -> tuple[list[Stage], Any, Any, list[int]]:
+    from mailchimp_provider.export.pipeline import chunk_in_staging, extract_to_staging, prepare_in_staging
+    from mailchimp_provider.export.staging import RunPaths
+
+    d = definition(profiles)
+    paths = RunPaths(workdir / f"staging-{warehouse.kind}")
+    shutil.rmtree(paths.root, ignore_errors=True)
+    conn, cursor = warehouse.cursor()
+    placeholder, quote = warehouse.placeholder_and_quote
+    extract, _ = measure(
+        "extract", profiles, lambda: extract_to_staging(paths, d, d.segments, cursor, placeholder, quote)
+    )
+    conn.close()
+    prepare, prepared = measure(
+        "validate and map", profiles, lambda: prepare_in_staging(paths, d, audience())
+    )
+    chunk, jobs = measure("chunk", prepared.to_send, lambda: chunk_in_staging(paths, d))
+    return [extract, prepare, chunk], paths, prepared, jobs
+
+
+def run_uploads(server: Any, paths: Any, prepared: Any, jobs: list[int], latency_ms: int) -> list[Stage]:
+    server.reset()
+    if latency_ms:
+        server.set_faults(latency_ms=latency_ms)
+    stage, batches = measure(
+        f"upload and poll ({latency_ms} ms)", prepared.to_send, lambda: upload(paths, jobs)
+    )
+    server.clear_faults()
+    assert all(b["status"] == "finished" for b in batches)
+    recon, report = measure(
+        f"reconcile ({latency_ms} ms)", prepared.profiles_read, lambda: reconcile(paths, prepared, jobs)
+    )
+    assert report.created + report.failed_total == prepared.to_send
+    return [stage, recon]
+
+
+def fmt_stage(stage: Stage) -> str:
+    return f"| {stage.name} | {stage.seconds:8.2f} | {stage.rows_per_s:12,.0f} | {stage.peak_mb:8.0f} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--naive-sample", type=int, default=1000)
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        help="write the results as markdown here (default: BENCHMARKS.md when --profiles is 1,000,000)",
+    )
+    args = parser.parse_args(argv)
+    n = args.profiles
+    write = args.write or (ROOT / "BENCHMARKS.md" if n == 1_000_000 else None)
+    scale = n / 1_000_000
+
+    from mailchimp_emulator.testing import EmulatorProcess
+
+    workdir = Path(tempfile.mkdtemp(prefix="export-bench-"))
+    lines: list[str] = []
+
+    def out(line: str = "") -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    config = yaml.safe_load((ROOT / "include" / "demo" / "mailchimp-audiences.yaml").read_text())
+    try:
+        with EmulatorProcess(workdir / "mailchimp", config=config) as server:
+            os.environ["AIRFLOW_CONN_MAILCHIMP_DEFAULT"] = json.dumps(
+                {
+                    "conn_type": "mailchimp",
+                    "host": server.base_url,
+                    "password": server.api_key,
+                    "extra": {"privacy_consent": True, "allowed_exports": "*"},
+                }
+            )
+            kinds = ["sqlite"] + ([] if args.skip_postgres else ["postgres"])
+            out(f"# Export benchmark: {n:,} profiles")
+            out()
+            out(f"Machine: {machine()}")
+            out(f"Command: `make bench` (= `.venv/bin/python benchmarks/export_bench.py --profiles {n}`)")
+            for kind in kinds:
+                warehouse = Warehouse(kind, workdir, n)
+                try:
+                    stages, paths, prepared, jobs = export_once(warehouse, workdir, n)
+                    floor_s = floor(warehouse)
+                    uploads = run_uploads(server, paths, prepared, jobs, 0)
+                    uploads += run_uploads(server, paths, prepared, jobs, 20)
+                    server.reset()
+                    naive_0 = naive(server, paths, args.naive_sample)
+                    server.reset()
+                    server.set_faults(latency_ms=20)
+                    naive_20 = naive(server, paths, args.naive_sample)
+                    server.clear_faults()
+                finally:
+                    warehouse.drop()
+                report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, len(jobs))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if write:
+        write.write_text("\n".join(lines) + "\n")
+        print(f"\nwritten to {write}")
+    return 0
+
+
+def report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, jobs) -> None:
+    prep = sum(s.seconds for s in stages)
+    by = {s.name: s for s in uploads}
+    total = {
+        ms: prep + by[f"upload and poll ({ms} ms)"].seconds + by[f"reconcile ({ms} ms)"].seconds
+        for ms in (0, 20)
+    }
+    out()
+    out(f"## {kind}")
+    out()
+    out("| stage | seconds | rows/s | peak MB |")
+    out("| --- | ---: | ---: | ---: |")
+    for stage in stages + uploads:
+        out(fmt_stage(stage))
+    out()
+    out(f"- batch jobs: {jobs} (an Airflow run uses {jobs + 5} task instances)")
+    out(
+        f"- whole export, warehouse to finished batches and outcomes: {total[0]:.1f} s (no added latency), "
+        f"{total[20]:.1f} s (20 ms a request)"
+    )
+    out(
+        f"- floor (rows into Arrow + JSON bodies): {floor_s:.1f} s; preparation (extract + validate and map + "
+        f"chunk) {prep:.1f} s = {prep / floor_s:.2f}x the floor"
+    )
+    for ms, per in ((0, naive_0), (20, naive_20)):
+        naive_total = per * n
+        out(
+            f"- naive client loop, {ms} ms: {per * 1000:.2f} ms a profile -> {naive_total:,.0f} s for {n:,} "
+            f"profiles; ours is {naive_total / total[ms]:,.0f}x faster"
+        )
+    out()
+    limit = TARGET_SECONDS_1M * scale
+    checks = [
+        (
+            f"whole export under {limit:.0f} s (120 s for 1M, scaled to {n:,})",
+            total[20] <= limit,
+            f"{total[20]:.1f} s",
+        ),
+        (
+            f"preparation within {TARGET_FLOOR_RATIO:.0f}x the floor",
+            prep / floor_s <= TARGET_FLOOR_RATIO,
+            f"{prep / floor_s:.2f}x",
+        ),
+        (
+            f"at least {TARGET_NAIVE_RATIO:.0f}x faster than the naive way at 20 ms",
+            naive_20 * n / total[20] >= TARGET_NAIVE_RATIO,
+            f"{naive_20 * n / total[20]:,.0f}x",
+        ),
+    ]
+    for text, met, figure in checks:
+        out(f"- target: {text}: {figure} -> {'MET' if met else 'MISSED'}")
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = next(
+        int(line.split()[1]) // 1024 // 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    import airflow
+
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory} GiB, Python {platform.python_version()}, "
+        f"Airflow {airflow.__version__}, pyarrow {pa.__version__}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
