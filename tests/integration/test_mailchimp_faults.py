@@ -14,7 +14,13 @@ from mailchimp_exports import build_export_dag
 from mailchimp_provider.hooks.config import RetryPolicy
 from support import DEMO_DEFINITION, mailchimp_connection, run_export, write_definition
 
-SMALL = {"segments": ["vip_customers", "churn_risk"], "job_size": 500, "retries": 0, "poll_interval_s": 0.2}
+SMALL = {
+    "segments": ["vip_customers", "churn_risk"],
+    "job_size": 500,
+    "max_profiles": 50_000,
+    "retries": 0,
+    "poll_interval_s": 0.2,
+}
 
 
 @pytest.fixture(autouse=True)
