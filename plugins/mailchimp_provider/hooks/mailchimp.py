@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
+import pyarrow as pa
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.log import mask_secret
@@ -163,7 +164,7 @@ class MailchimpHook(HttpHook):
     def get_batch(self, batch_id: str) -> dict:
         return self.call("GET", f"batches/{batch_id}")
 
-    def fetch_batch_results(self, batch_id: str, attempts: int = 6):
+    def fetch_batch_results(self, batch_id: str, attempts: int = 6) -> pa.Table:
         """Download and parse a finished batch's archive, asking for a fresh URL whenever one fails.
 
         The URL is pre-signed storage: it is fetched without Mailchimp credentials, may expire after
