@@ -88,3 +88,7 @@ def test_errors_carry_status_title_detail_and_mask_emails() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     policy = RetryPolicy(attempts=5, base_delay=1, max_delay=4)
     assert all(0 <= policy.delay(n) <= min(4, 2 ** (n - 1)) for n in range(1, 8) for _ in range(20))
+
+
+def test_no_answer_at_all_is_worth_retrying_later() -> None:
+    assert MailchimpApiError(0, "Connection failed", "ConnectionError").retryable

@@ -35,7 +35,8 @@ class MailchimpApiError(RuntimeError):
 
     @property
     def retryable(self) -> bool:
-        return self.status == 429 or self.status >= 500 or (self.status == 403 and self.bare)
+        """Status 0 is no answer at all (connection failures, unusable results): worth another try later."""
+        return self.status in (0, 429) or self.status >= 500 or (self.status == 403 and self.bare)
 
     @classmethod
     def from_response(cls, status: int, body: bytes, content_type: str = "") -> MailchimpApiError:
