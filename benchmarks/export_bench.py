@@ -237,7 +237,7 @@ def naive(server: Any, paths: Any, sample: int) -> float:
     client.api_client.host = server.api_url
     members = []
     for table in read_parts(paths.members_dir):
-        members += [json.loads(m) for m in table["member_json"].to_pylist()[: sample - len(members)]]
+        members += [json.loads(m) for m in table["data_json"].to_pylist()[: sample - len(members)]]
         if len(members) >= sample:
             break
     from mailchimp_provider.export.validate import subscriber_hash
@@ -247,7 +247,7 @@ def naive(server: Any, paths: Any, sample: int) -> float:
         client.lists.set_list_member(
             "demo0audience",
             subscriber_hash(member["email_address"]),
-            {k: v for k, v in member.items() if k != "tags"},
+            member,
         )
     return (time.perf_counter() - started) / len(members)
 
@@ -270,7 +270,7 @@ def export_once(
     prepare, prepared = measure(
         "validate and map", profiles, lambda: prepare_in_staging(paths, d, audience())
     )
-    chunk, jobs = measure("chunk", prepared.to_send, lambda: chunk_in_staging(paths, d))
+    chunk, jobs = measure("chunk", prepared.accepted, lambda: chunk_in_staging(paths, d))
     return [extract, prepare, chunk], paths, prepared, jobs
 
 
@@ -279,14 +279,14 @@ def run_uploads(server: Any, paths: Any, prepared: Any, jobs: list[int], latency
     if latency_ms:
         server.set_faults(latency_ms=latency_ms)
     stage, batches = measure(
-        f"upload and poll ({latency_ms} ms)", prepared.to_send, lambda: upload(paths, jobs)
+        f"upload and poll ({latency_ms} ms)", prepared.accepted, lambda: upload(paths, jobs)
     )
     server.clear_faults()
     assert all(b["status"] == "finished" for b in batches)
     recon, report = measure(
         f"reconcile ({latency_ms} ms)", prepared.profiles_read, lambda: reconcile(paths, prepared, jobs)
     )
-    assert report.created + report.failed_total == prepared.to_send
+    assert report.created + report.failed_total == prepared.accepted
     return [stage, recon]
 
 

@@ -103,7 +103,9 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
 
         @task
         def chunk(params=None, run_id=None) -> list[dict]:
-            return steps.chunk_jobs(definition, run_id, dry_run=params["dry_run"])
+            return steps.chunk_jobs(
+                definition, run_id, dry_run=params["dry_run"], full_sync=params["full_sync"]
+            )
 
         @task(trigger_rule=TriggerRule.NONE_FAILED)
         def reconcile(

@@ -20,7 +20,7 @@ from mailchimp_provider.export.extract import (
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, MergeField, plan_fields
-from mailchimp_provider.export.prepare import Preparer, PrepareSettings
+from mailchimp_provider.export.prepare import Preparer, PrepareSettings, fingerprint
 from mailchimp_provider.export.reconcile import AccountingError, RunReport, job_outcomes
 from mailchimp_provider.export.validate import subscriber_hash
 
@@ -65,7 +65,7 @@ def definition(**overrides) -> ExportDefinition:
 AUDIENCE = Audience("aud1", "A", False, (MergeField("FNAME", "text"), MergeField("CITY", "text")))
 
 
-def run_prepare(conn, d: ExportDefinition, chunk_rows: int = 2, previous=frozenset(), archived=frozenset()):
+def run_prepare(conn, d: ExportDefinition, chunk_rows: int = 2, archived=frozenset(), segment_tags=None):
     parts: list[pa.Table] = []
     sql, params = build_query(d, d.segments, "?", SQLITE_QUOTE)
     result = extract(
@@ -87,7 +87,7 @@ def run_prepare(conn, d: ExportDefinition, chunk_rows: int = 2, previous=frozens
         "subscribed",
         True,
         archived,
-        previous,
+        segment_tags or {},
     )
     prepared = Preparer(settings, lambda i, t: members.append(t), lambda i, t: rejects.append(t)).run(parts)
     return result, prepared, pa.concat_tables(members), pa.concat_tables(rejects)
@@ -104,14 +104,15 @@ def test_every_profile_gets_one_outcome_and_addresses_are_merged(warehouse) -> N
         "C4": "missing_email",
         "C5": "missing_email",
     }
-    anna = json.loads(members.filter(pc.equal(members["profile_id"], "C1"))["member_json"][0].as_py())
-    assert anna == {
+    anna = members.filter(pc.equal(members["profile_id"], "C1")).to_pylist()[0]
+    assert json.loads(anna["data_json"]) == {
         "email_address": "anna@gmail.com",
         "status_if_new": "subscribed",
         "merge_fields": {"FNAME": "Anna", "CITY": "Oslo"},
-        "tags": ["churn", "vip"],
     }
-    assert prepared.to_send + prepared.unchanged + sum(prepared.rejected.values()) == prepared.profiles_read
+    assert anna["tags"] == anna["segments"] == ["churn", "vip"]
+    assert anna["fingerprint"] == fingerprint(anna["data_json"])
+    assert prepared.accepted + sum(prepared.rejected.values()) == prepared.profiles_read
 
 
 def test_chunk_boundaries_do_not_split_an_address(warehouse) -> None:
@@ -120,15 +121,19 @@ def test_chunk_boundaries_do_not_split_an_address(warehouse) -> None:
         assert members.num_rows == 3 and prepared.profiles_read == 7
 
 
-def test_unchanged_and_archived_members_are_not_sent(warehouse) -> None:
-    _, _, members, _ = run_prepare(warehouse, definition())
-    previous = frozenset(members["fingerprint"].to_pylist()[:1])
+def test_archived_members_are_rejected(warehouse) -> None:
     archived = frozenset({subscriber_hash("eve@outlook.com")})
-    _, prepared, members2, rejects = run_prepare(
-        warehouse, definition(), previous=previous, archived=archived
-    )
-    assert prepared.unchanged == 1 and prepared.to_send == 1
+    _, prepared, members, rejects = run_prepare(warehouse, definition(), archived=archived)
+    assert prepared.accepted == 2 and "eve@outlook.com" not in members["email"].to_pylist()
     assert "archived_in_audience" in rejects["reason"].to_pylist()
+
+
+def test_tags_are_named_by_segment_tags_and_the_fingerprint_ignores_them(warehouse) -> None:
+    _, _, plain, _ = run_prepare(warehouse, definition())
+    _, _, renamed, _ = run_prepare(warehouse, definition(), segment_tags={"vip": "VIP customers"})
+    anna = renamed.filter(pc.equal(renamed["profile_id"], "C1")).to_pylist()[0]
+    assert anna["tags"] == ["VIP customers", "churn"] and anna["segments"] == ["churn", "vip"]
+    assert renamed["fingerprint"].to_pylist() == plain["fingerprint"].to_pylist()
 
 
 def test_chunking_and_reconcile_account_for_everyone(warehouse) -> None:

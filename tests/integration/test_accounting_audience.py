@@ -101,7 +101,8 @@ def test_accepted_profiles_and_only_they_reach_the_audience(rows, mailchimp_conn
     assert prepared.profiles_read == len(exported_ids)
     members = pa.concat_tables(list(read_parts(paths.members_dir)))
     expected = {
-        json.loads(m)["email_address"].lower(): json.loads(m) for m in members["member_json"].to_pylist()
+        json.loads(m)["email_address"].lower(): {**json.loads(m), "tags": tags}
+        for m, tags in zip(members["data_json"].to_pylist(), members["tags"].to_pylist(), strict=True)
     }
     audience = {m["email_address"].lower(): m for m in mailchimp_conn.members(mailchimp_conn.list_id)}
     refused = sum(report.failed_at_mailchimp.values())

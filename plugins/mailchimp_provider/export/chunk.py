@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from mailchimp_provider.export.prepare import with_tags
+
 MEMBERS_PER_OPERATION = 500  # Mailchimp's cap for POST /lists/{list_id}
 
 INDEX_SCHEMA = pa.schema(
@@ -44,7 +46,8 @@ class JobWriter:
 def chunk_members(
     member_parts: Iterable[pa.Table], audience_id: str, job_size: int, writer: JobWriter
 ) -> list[int]:
-    """Write jobs of at most ``job_size`` members; returns the job numbers (empty when nothing to send)."""
+    """Write jobs of at most ``job_size`` members (all given are sent, with their tags); returns the job
+    numbers (empty when nothing to send)."""
     ops_per_job = max(1, job_size // MEMBERS_PER_OPERATION)
     jobs: list[int] = []
     lines: list[str] = []
@@ -73,12 +76,12 @@ def chunk_members(
             column.clear()
 
     for table in member_parts:
-        table = table.filter(table["send"])
         columns = [
-            table[name].to_pylist() for name in ("profile_id", "email", "subscriber_hash", "member_json")
+            table[name].to_pylist()
+            for name in ("profile_id", "email", "subscriber_hash", "data_json", "tags")
         ]
-        for row in zip(*columns, strict=True):
-            pending.append(row)
+        for profile_id, email, member_hash, data_json, tags in zip(*columns, strict=True):
+            pending.append((profile_id, email, member_hash, with_tags(data_json, tags)))
             if len(pending) == MEMBERS_PER_OPERATION:
                 emit_operation()
     if pending:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mailchimp_provider.export import staging
 from mailchimp_provider.export.chunk import JobWriter, chunk_members
@@ -61,7 +62,6 @@ def prepare_in_staging(
     definition: ExportDefinition,
     audience: Audience,
     archived: frozenset[str] = frozenset(),
-    previous_fingerprints: frozenset[int] = frozenset(),
 ) -> PrepareResult:
     """Validate and map the extracted parts into member and reject parts; enforce max_profiles."""
     settings = PrepareSettings(
@@ -72,7 +72,6 @@ def prepare_in_staging(
         status_if_new=status_for_new_members(definition, audience),
         tag_segments=definition.mailchimp.tag_segments,
         archived_hashes=archived,
-        previous_fingerprints=previous_fingerprints,
     )
     for directory in (paths.members_dir, paths.rejects_dir):
         staging.remove_tree(directory)
@@ -91,12 +90,21 @@ def prepare_in_staging(
     return result
 
 
-def chunk_in_staging(paths: RunPaths, definition: ExportDefinition) -> list[int]:
+def unsent_members(paths: RunPaths, unchanged: frozenset[int]) -> Iterator[pa.Table]:
+    """Member parts without those whose fingerprint is in ``unchanged``."""
+    skip = pa.array(list(unchanged), pa.int64())
+    for table in read_parts(paths.members_dir):
+        yield table.filter(pc.invert(pc.is_in(table["fingerprint"], value_set=skip)))
+
+
+def chunk_in_staging(
+    paths: RunPaths, definition: ExportDefinition, unchanged: frozenset[int] = frozenset()
+) -> list[int]:
     staging.remove_tree(paths.jobs_dir)
     writer = JobWriter(
         write_operations=lambda job, text: staging.write_text(paths.job_operations(job), text),
         write_index=lambda job, table: staging.write_parquet(paths.job_index(job), table),
     )
     return chunk_members(
-        read_parts(paths.members_dir), definition.mailchimp.audience_id, definition.job_size, writer
+        unsent_members(paths, unchanged), definition.mailchimp.audience_id, definition.job_size, writer
     )

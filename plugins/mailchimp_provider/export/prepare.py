@@ -1,5 +1,11 @@
 """Validate and map: turn extracted rows into Mailchimp members and locally rejected profiles.
 
+The output contract (``MEMBER_SCHEMA``): per accepted profile its address, subscriber hash, the member
+object without tags as JSON (``data_json``, written only by :func:`member_json`), a ``fingerprint`` of that
+JSON, the Mailchimp ``tags`` of the run's segments it is in (none when segments are not tagged) and those
+``segments`` by name (both sorted). Deciding what to send is not prepare's job: it depends on what the
+export already gave Mailchimp.
+
 Rows arrive ordered by address (see ``extract.build_query``), so all rows of one address are adjacent
 and are merged into one member while streaming: memory grows with the chunk, plus one small integer per
 accepted address for the cross-chunk duplicate check.
@@ -9,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -23,8 +29,9 @@ MEMBER_SCHEMA = pa.schema(
         ("email", pa.string()),
         ("subscriber_hash", pa.string()),
         ("fingerprint", pa.int64()),
-        ("member_json", pa.string()),
-        ("send", pa.bool_()),
+        ("data_json", pa.string()),
+        ("tags", pa.list_(pa.string())),
+        ("segments", pa.list_(pa.string())),
     ]
 )
 REJECT_SCHEMA = pa.schema(
@@ -41,44 +48,49 @@ class PrepareSettings:
     status_if_new: str
     tag_segments: bool
     archived_hashes: frozenset[str] = frozenset()
-    previous_fingerprints: frozenset[int] = frozenset()
+    segment_tags: Mapping[str, str] = field(default_factory=dict)  # segment -> tag when not its name
+
+    def tag_of(self, segment: str) -> str:
+        return self.segment_tags.get(segment, segment)
 
 
 @dataclass
 class PrepareResult:
     rows_read: int = 0
     profiles_read: int = 0
-    to_send: int = 0
-    unchanged: int = 0
+    accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     dropped_values: dict[str, int] = field(default_factory=dict)
     parts: int = 0
-
-    @property
-    def accepted(self) -> int:
-        return self.to_send + self.unchanged
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _STRING = json.encoder.encode_basestring  # the C encoder json.dumps itself uses
 
 
-def member_json(email: str, status_if_new: str, merge_fields: dict, tags: list[str] | None) -> str:
-    """The batch-subscribe member object as compact JSON, written directly: the same text
+def member_json(email: str, status_if_new: str, merge_fields: dict) -> str:
+    """The batch-subscribe member object without tags as compact JSON, written directly: the same text
     ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` gives, in a fraction of the time."""
     fields = ",".join(
         f"{_STRING(tag)}:{_STRING(value) if isinstance(value, str) else _ENCODE(value)}"
         for tag, value in merge_fields.items()
     )
-    text = f'{{"email_address":{_STRING(email)},"status_if_new":{_STRING(status_if_new)},"merge_fields":{{{fields}}}'
-    if tags is not None:
-        text += ',"tags":[' + ",".join(map(_STRING, tags)) + "]"
-    return text + "}"
+    return (
+        f'{{"email_address":{_STRING(email)},"status_if_new":{_STRING(status_if_new)},'
+        f'"merge_fields":{{{fields}}}}}'
+    )
 
 
-def fingerprint(member_json: str) -> int:
-    """A signed 64-bit digest of what is sent for a member, to skip it next time if unchanged."""
-    return int.from_bytes(hashlib.blake2b(member_json.encode(), digest_size=8).digest(), "big", signed=True)
+def with_tags(data_json: str, tags: list[str]) -> str:
+    """The member object to send: ``data_json`` with the tags to add spliced in (none: unchanged)."""
+    if not tags:
+        return data_json
+    return data_json[:-1] + ',"tags":[' + ",".join(map(_STRING, tags)) + "]}"
+
+
+def fingerprint(data_json: str) -> int:
+    """A signed 64-bit digest of a member's data (tags are tracked apart, in the export's state)."""
+    return int.from_bytes(hashlib.blake2b(data_json.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 class _PartWriter:
@@ -210,15 +222,9 @@ class Preparer:
                 "a required merge field is empty or invalid",
             )
             return
-        tags = None
-        if s.tag_segments:
-            segment_column = s.segment_column
-            tags = sorted({row[segment_column] for row in rows if row[segment_column]})
-        encoded = member_json(email, s.status_if_new, merge_fields, tags)
-        digest = fingerprint(encoded)
-        send = digest not in s.previous_fingerprints
-        if send:
-            self.result.to_send += 1
-        else:
-            self.result.unchanged += 1
-        self.members.add(first_id, email, member_hash, digest, encoded, send)
+        segment_column = s.segment_column
+        segments = sorted({row[segment_column] for row in rows if row[segment_column]})
+        tags = sorted(s.tag_of(segment) for segment in segments) if s.tag_segments else []
+        encoded = member_json(email, s.status_if_new, merge_fields)
+        self.result.accepted += 1
+        self.members.add(first_id, email, member_hash, fingerprint(encoded), encoded, tags, segments)

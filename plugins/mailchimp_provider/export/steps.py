@@ -134,20 +134,27 @@ def _previous_fingerprints(definition: ExportDefinition, full_sync: bool) -> fro
     return frozenset(staging.read_parquet(path, ["fingerprint"])["fingerprint"].to_pylist())
 
 
+def _count_unchanged(paths: RunPaths, previous: frozenset[int]) -> int:
+    value_set = pa.array(list(previous), pa.int64())
+    return sum(
+        pc.sum(pc.is_in(t["fingerprint"], value_set=value_set)).as_py() or 0
+        for t in pipeline.read_parts(paths.members_dir)
+    )
+
+
 @fail_fast_on_user_mistakes
 def validate_and_map(definition: ExportDefinition, run_id: str, full_sync: bool = False) -> dict:
     started = time.monotonic()
     paths = run_paths(definition, run_id)
     audience = Audience.from_json(staging.read_text(paths.audience))
     archived = frozenset(staging.read_parquet(paths.archived)["subscriber_hash"].to_pylist())
-    result = pipeline.prepare_in_staging(
-        paths, definition, audience, archived, _previous_fingerprints(definition, full_sync)
-    )
+    result = pipeline.prepare_in_staging(paths, definition, audience, archived)
+    unchanged = _count_unchanged(paths, _previous_fingerprints(definition, full_sync))
     summary = {
         "rows_read": result.rows_read,
         "profiles_read": result.profiles_read,
-        "to_send": result.to_send,
-        "unchanged": result.unchanged,
+        "to_send": result.accepted - unchanged,
+        "unchanged": unchanged,
         "rejected": result.rejected,
         "dropped_values": result.dropped_values,
         "status_if_new": pipeline.status_for_new_members(definition, audience),
@@ -157,17 +164,19 @@ def validate_and_map(definition: ExportDefinition, run_id: str, full_sync: bool 
     log.info(
         "Validated %s profiles: %s to send, %s unchanged, rejected %s",
         result.profiles_read,
-        result.to_send,
-        result.unchanged,
+        summary["to_send"],
+        unchanged,
         result.rejected or "none",
     )
     return summary
 
 
-def chunk_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list[dict]:
+def chunk_jobs(
+    definition: ExportDefinition, run_id: str, dry_run: bool, full_sync: bool = False
+) -> list[dict]:
     """Write the batch jobs and return one upload task's arguments per job (none on a dry run)."""
     paths = run_paths(definition, run_id)
-    jobs = pipeline.chunk_in_staging(paths, definition)
+    jobs = pipeline.chunk_in_staging(paths, definition, _previous_fingerprints(definition, full_sync))
     log.info(
         "Chunked into %s batch job(s) of at most %s members%s",
         len(jobs),
@@ -253,9 +262,13 @@ def _batch_span(uploads: list[dict]) -> float:
 
 def _save_state(definition: ExportDefinition, paths: RunPaths, succeeded: pa.Array) -> None:
     """Remember what the audience now holds: members sent successfully and those left unchanged."""
+    previous = pa.array(list(_previous_fingerprints(definition, full_sync=False)), pa.int64())
     kept = []
     for table in pipeline.read_parts(paths.members_dir):
-        keep = pc.or_(pc.invert(table["send"]), pc.is_in(table["subscriber_hash"], value_set=succeeded))
+        keep = pc.or_(
+            pc.is_in(table["fingerprint"], value_set=previous),
+            pc.is_in(table["subscriber_hash"], value_set=succeeded),
+        )
         kept.append(table.select(["subscriber_hash", "fingerprint"]).filter(keep))
     state = staging.export_state_dir(staging.base_path(), definition.export, definition.mailchimp.audience_id)
     table = pa.concat_tables(kept) if kept else pa.table({"subscriber_hash": [], "fingerprint": []})
