@@ -53,10 +53,11 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
         return web.Response(status=204)
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(emulator.stats.snapshot())
+        return web.json_response({**emulator.stats.snapshot(), "faults_fired": emulator.faults.fired()})
 
     async def reset_stats(request: web.Request) -> web.Response:
         emulator.stats.reset()
+        emulator.faults.reset_fired()
         return web.Response(status=204)
 
     async def reset(request: web.Request) -> web.Response:

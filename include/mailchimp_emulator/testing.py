@@ -235,6 +235,11 @@ class EmulatorProcess:
         result: dict[str, Any] = self._control("GET", "/stats")
         return result
 
+    def fired(self) -> dict[str, Any]:
+        """How often each fault fired (keys are the fault settings, e.g. "throttle_next")."""
+        result: dict[str, Any] = self.stats()["faults_fired"]
+        return result
+
     def reset_stats(self) -> None:
         self._control("POST", "/stats/reset")
 
