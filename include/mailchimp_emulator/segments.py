@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import render
 from .exchange import ApiRequest, ApiResponse
 from .members import MAX_SEGMENT_ITEMS, NOT_IN_AUDIENCE, SEGMENT_ITEMS_EXCEEDED
-from .model import Audience, Member, Segment
+from .model import Audience, Member, Segment, now_iso
 from .params import int_param, object_body
 from .problems import ApiError, invalid, not_implemented
 from .store import Store
@@ -119,7 +119,7 @@ class SegmentApi:
             if name != segment.name:
                 if name in writer.tag_ids:
                     raise _taken(name)
-                self._retag(store, writer.save, list_no, segment.name, name)
+                self._retag(store, list_no, segment.name, name, writer.now)
                 store.rename_segment(list_no, segment.id, name, writer.now)
                 writer.tag_ids[name] = writer.tag_ids.pop(segment.name)
             if replace:
@@ -129,21 +129,21 @@ class SegmentApi:
         return ApiResponse(200, render.segment(updated, list_id, req.base_url))
 
     @staticmethod
-    def _retag(store: Store, save: Any, list_no: int, old: str, new: str | None) -> None:
-        """Rename (or with None remove) a tag on every member carrying it."""
-        pairs: list[tuple[Member, Member]] = []
+    def _retag(store: Store, list_no: int, old: str, new: str | None, now: str) -> None:
+        """Rename (or with None remove) a tag on every member carrying it; the segment's count is the
+        caller's business (a rename keeps it, a delete drops the segment)."""
+        changed: list[Member] = []
         for member in store.members_tagged(list_no, old):
-            changed = member.copy()
-            changed.tags = [t for t in (new if t == old else t for t in member.tags) if t is not None]
-            pairs.append((member, changed))
-        save([], pairs)
+            member.tags = [new if t == old else t for t in member.tags if new is not None or t != old]
+            member.last_changed = now
+            changed.append(member)
+        store.update_members(changed)
 
     def delete(self, store: Store, req: ApiRequest, list_id: str, segment_id: str) -> ApiResponse:
         audience = self.api.audience_of(store, list_id)
         with store.transaction():
             segment = self._segment(store, audience, segment_id)
-            writer, _ = self.api.writer(store, audience, req)
-            self._retag(store, writer.save, audience.list_no, segment.name, None)
+            self._retag(store, audience.list_no, segment.name, None, now_iso())
             store.delete_segment(audience.list_no, segment.id)
         return ApiResponse(204)
 
