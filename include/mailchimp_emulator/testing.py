@@ -224,6 +224,11 @@ class EmulatorProcess:
         result: dict[str, Any] = self._control("GET", "/faults")
         return result
 
+    def health(self) -> dict[str, Any]:
+        """Readiness, process id, API URL and the processing pace in effect."""
+        result: dict[str, Any] = self._control("GET", "/health")
+        return result
+
     def members(self, list_id: str | None = None) -> list[dict[str, Any]]:
         """Every member of the audience (archived included) with status, merge_fields and tags."""
         result: list[dict[str, Any]] = self._control("GET", f"/lists/{list_id or self.list_id}/members")[
