@@ -471,11 +471,12 @@ class MemberWriter:
         deltas = Counter([m.status for m in inserts])
         tag_deltas: Counter[str] = Counter()
         names: set[str] = set()
-        for m in inserts:
-            if m.tags:
-                names.update(m.tags)
-                if m.status != "archived":
-                    tag_deltas.update(m.tags)
+        # counted per distinct tag list: an import's members mostly share theirs
+        for tags, n in Counter([tuple(m.tags) for m in inserts if m.tags and m.status != "archived"]).items():
+            for name in tags:
+                tag_deltas[name] += n
+        names.update(tag_deltas)
+        names.update(*[m.tags for m in inserts if m.tags and m.status == "archived"])
         sub, unsub = "subscribed" in deltas, "unsubscribed" in deltas
         changed = []
         for old, new in updates:

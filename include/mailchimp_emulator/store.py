@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from .config import AudienceSpec, InterestCategorySpec, MergeFieldSpec
-from .model import Audience, Batch, Interest, InterestCategory, Member, MergeField, Permission, Segment
+from .model import (
+    Audience,
+    Batch,
+    Interest,
+    InterestCategory,
+    Member,
+    MergeField,
+    Permission,
+    Segment,
+    now_iso,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -185,6 +195,7 @@ class MemberIndex:
             self._lists.setdefault(list_no, {})[member_hash] = seq
             top = max(top, seq)
         self._next = top + 1
+        self.has_forgotten = False  # False: no address was ever deleted permanently (skip the lookup)
 
     def lookup(self, list_no: int) -> dict[str, int]:
         return self._lists.get(list_no, {})
@@ -209,6 +220,26 @@ class MemberIndex:
 
     def clear(self) -> None:
         self._lists.clear()
+        self.has_forgotten = False
+
+
+def _backfill_segments(conn: sqlite3.Connection) -> None:
+    """A state file written before tags were segments: give its tags segment rows and counts."""
+    if conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is not None:
+        return
+    counts: dict[tuple[int, str], int] = {}
+    for list_no, status, tags in conn.execute("SELECT list_no, status, tags FROM members WHERE tags != '[]'"):
+        for name in json.loads(tags):
+            key = (list_no, name)
+            counts[key] = counts.get(key, 0) + (status != "archived")
+    if counts:
+        now = now_iso()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO segments (list_no, name, member_count, created_at, updated_at) VALUES (?,?,?,?,?)",
+            [(list_no, name, n, now, now) for (list_no, name), n in counts.items()],
+        )
+        conn.execute("COMMIT")
 
 
 class Database:
@@ -228,6 +259,8 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
             self.index = MemberIndex(conn.execute("SELECT list_no, hash, seq FROM members"))
+            self.index.has_forgotten = conn.execute("SELECT 1 FROM forgotten LIMIT 1").fetchone() is not None
+            _backfill_segments(conn)
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
@@ -564,11 +597,14 @@ class Store:
         self.conn.execute("DELETE FROM members WHERE seq = ?", (member.seq,))
         self.conn.execute("INSERT OR IGNORE INTO forgotten VALUES (?, ?)", (list_no, member.hash))
         self._index.discard(list_no, member.hash)
+        self._index.has_forgotten = True
         self._added.append(("drop", list_no, member.hash, member.seq))
 
     def forgotten(self, list_no: int, hashes: list[str]) -> set[str]:
         """The permanently deleted addresses among `hashes`."""
         found: set[str] = set()
+        if not self._index.has_forgotten:
+            return found
         for start in range(0, len(hashes), _IN_CHUNK):
             chunk = hashes[start : start + _IN_CHUNK]
             found.update(
