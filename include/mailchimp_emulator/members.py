@@ -469,14 +469,12 @@ class MemberWriter:
     ) -> None:
         """Persist new members, (old, new) pairs whose content changed, and erased members."""
         deltas = Counter([m.status for m in inserts])
-        tag_deltas: Counter[str] = Counter()
-        names: set[str] = set()
-        # counted per distinct tag list: an import's members mostly share theirs
-        for tags, n in Counter([tuple(m.tags) for m in inserts if m.tags and m.status != "archived"]).items():
+        # (tag, status) -> change in members; counted per distinct tag list, as an import's members
+        # mostly share theirs
+        tag_deltas: Counter[tuple[str, str]] = Counter()
+        for (tags, status), n in Counter([(tuple(m.tags), m.status) for m in inserts if m.tags]).items():
             for name in tags:
-                tag_deltas[name] += n
-        names.update(tag_deltas)
-        names.update(*[m.tags for m in inserts if m.tags and m.status == "archived"])
+                tag_deltas[name, status] += n
         sub, unsub = "subscribed" in deltas, "unsubscribed" in deltas
         changed = []
         for old, new in updates:
@@ -489,17 +487,15 @@ class MemberWriter:
                 deltas[new.status] = deltas.get(new.status, 0) + 1
                 sub = sub or (new.status == "subscribed")
                 unsub = unsub or (new.status == "unsubscribed")
-            was_counted, is_counted = old.status != "archived", new.status != "archived"
-            if old.tags != new.tags or was_counted != is_counted:
-                names.update(new.tags)
-                if was_counted:
-                    tag_deltas.subtract(old.tags)
-                if is_counted:
-                    tag_deltas.update(new.tags)
+            if old.tags != new.tags or old.status != new.status:
+                for name in old.tags:
+                    tag_deltas[name, old.status] -= 1
+                for name in new.tags:
+                    tag_deltas[name, new.status] += 1
         for gone in deletes:
             deltas[gone.status] = deltas.get(gone.status, 0) - 1
-            if gone.status != "archived":
-                tag_deltas.subtract(gone.tags)
+            for name in gone.tags:
+                tag_deltas[name, gone.status] -= 1
             self.store.delete_member(self.audience.list_no, gone)
         if inserts:
             self.store.insert_members(self.audience.list_no, inserts)
@@ -507,10 +503,12 @@ class MemberWriter:
             self.store.update_members(changed)
         if deltas:
             self.store.adjust_counts(self.audience.list_no, deltas)
-        for name in names - self.tag_ids.keys():
-            self.tag_ids[name] = self.store.create_segment(self.audience.list_no, name, self.now)
         if tag_deltas:
-            self.store.adjust_segment_counts(self.audience.list_no, tag_deltas, self.now)
+            tag_ids = self.tag_ids
+            for name in {name for name, _ in tag_deltas} - tag_ids.keys():
+                tag_ids[name] = self.store.create_segment(self.audience.list_no, name, self.now)
+            by_id = {(tag_ids[name], status): n for (name, status), n in tag_deltas.items()}
+            self.store.adjust_segment_counts(self.audience.list_no, by_id, self.now)
         if sub or unsub:
             self.store.touch_audience_dates(
                 self.audience.list_no, sub=self.now if sub else None, unsub=self.now if unsub else None

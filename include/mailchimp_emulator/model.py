@@ -116,7 +116,8 @@ class Batch:
 
 @dataclass(frozen=True)
 class Segment:
-    """A tag / static segment of one audience; `member_count` counts its contacts that are not archived."""
+    """A tag / static segment of one audience; `member_count` counts the members of the statuses asked
+    for (Mailchimp: "active subscribers", plus cleaned/transactional/unsubscribed on request)."""
 
     id: int
     name: str

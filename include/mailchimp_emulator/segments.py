@@ -13,7 +13,7 @@ from . import render
 from .exchange import ApiRequest, ApiResponse
 from .members import MAX_SEGMENT_ITEMS, NOT_IN_AUDIENCE, SEGMENT_ITEMS_EXCEEDED
 from .model import Audience, Member, Segment, now_iso
-from .params import int_param, object_body
+from .params import bool_param, int_param, object_body
 from .problems import ApiError, invalid, not_implemented
 from .store import Store
 
@@ -41,6 +41,16 @@ def _name(body: dict[str, Any]) -> str:
     return name.strip()
 
 
+def _statuses(req: ApiRequest) -> tuple[str, ...]:
+    """member_count counts "active subscribers", plus the statuses the include_* parameters name."""
+    extra = [
+        status
+        for status in ("cleaned", "transactional", "unsubscribed")
+        if bool_param(req.query, f"include_{status}")
+    ]
+    return ("subscribed", *extra)
+
+
 def _taken(name: str) -> ApiError:
     return invalid("name", f'A segment or tag named "{name}" already exists in this audience.')
 
@@ -51,8 +61,11 @@ class SegmentApi:
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    def _segment(self, store: Store, audience: Audience, segment_id: str) -> Segment:
-        found = store.segment(audience.list_no, int(segment_id)) if segment_id.isdigit() else None
+    @staticmethod
+    def _segment(
+        store: Store, audience: Audience, segment_id: str, statuses: tuple[str, ...] = ("subscribed",)
+    ) -> Segment:
+        found = store.segment(audience.list_no, int(segment_id), statuses) if segment_id.isdigit() else None
         if found is None:
             raise ApiError("ResourceNotFound")
         return found
@@ -64,7 +77,7 @@ class SegmentApi:
             raise invalid("type", f"Value must be one of: {', '.join(SEGMENT_TYPES)}")
         count = int_param(req.query, "count", 10, 1000) or 0
         offset = int_param(req.query, "offset", 0) or 0
-        segments = store.segments(audience.list_no) if kind in (None, "static") else []
+        segments = store.segments(audience.list_no, _statuses(req)) if kind in (None, "static") else []
         href = f"{req.base_url}/3.0/lists/{list_id}/segments"
         return ApiResponse(
             200,
@@ -81,7 +94,8 @@ class SegmentApi:
     def get(self, store: Store, req: ApiRequest, list_id: str, segment_id: str) -> ApiResponse:
         audience = self.api.audience_of(store, list_id)
         return ApiResponse(
-            200, render.segment(self._segment(store, audience, segment_id), list_id, req.base_url)
+            200,
+            render.segment(self._segment(store, audience, segment_id, _statuses(req)), list_id, req.base_url),
         )
 
     def create(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
@@ -104,10 +118,10 @@ class SegmentApi:
         return ApiResponse(200, render.segment(created, list_id, req.base_url))
 
     def update(self, store: Store, req: ApiRequest, list_id: str, segment_id: str) -> ApiResponse:
-        """PATCH {name, static_segment}: renames; `static_segment` replaces the members."""
+        """PATCH {name, static_segment} (both optional): renames; `static_segment` replaces the members."""
         audience = self.api.audience_of(store, list_id)
         body = object_body(req.body)
-        name = _name(body)
+        new_name = _name(body) if "name" in body else None
         if body.get("options") is not None:
             raise not_implemented("PATCH", f"/lists/{list_id}/segments/{segment_id} with options")
         replace = "static_segment" in body
@@ -116,6 +130,7 @@ class SegmentApi:
         with store.transaction():
             segment = self._segment(store, audience, segment_id)
             writer, _ = self.api.writer(store, audience, req)
+            name = new_name or segment.name
             if name != segment.name:
                 if name in writer.tag_ids:
                     raise _taken(name)

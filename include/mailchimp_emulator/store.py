@@ -97,11 +97,18 @@ CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     list_no INTEGER NOT NULL,
     name TEXT NOT NULL,
-    member_count INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     UNIQUE (list_no, name)
 );
+-- members per segment and status (archived included; readers pick the statuses they count)
+CREATE TABLE IF NOT EXISTS segment_counts (
+    list_no INTEGER NOT NULL,
+    segment_id INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (list_no, segment_id, status)
+) WITHOUT ROWID;
 -- permanently deleted ("forgotten") addresses, which the API may not add again
 CREATE TABLE IF NOT EXISTS forgotten (
     list_no INTEGER NOT NULL,
@@ -227,19 +234,28 @@ def _backfill_segments(conn: sqlite3.Connection) -> None:
     """A state file written before tags were segments: give its tags segment rows and counts."""
     if conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is not None:
         return
-    counts: dict[tuple[int, str], int] = {}
+    counts: dict[tuple[int, str, str], int] = {}
     for list_no, status, tags in conn.execute("SELECT list_no, status, tags FROM members WHERE tags != '[]'"):
         for name in json.loads(tags):
-            key = (list_no, name)
-            counts[key] = counts.get(key, 0) + (status != "archived")
-    if counts:
-        now = now_iso()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO segments (list_no, name, member_count, created_at, updated_at) VALUES (?,?,?,?,?)",
-            [(list_no, name, n, now, now) for (list_no, name), n in counts.items()],
-        )
-        conn.execute("COMMIT")
+            key = (list_no, name, status)
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return
+    now = now_iso()
+    conn.execute("BEGIN IMMEDIATE")
+    ids: dict[tuple[int, str], int] = {}
+    for list_no, name, _ in counts:
+        if (list_no, name) not in ids:
+            cur = conn.execute(
+                "INSERT INTO segments (list_no, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (list_no, name, now, now),
+            )
+            ids[list_no, name] = int(cur.lastrowid or 0)
+    conn.executemany(
+        "INSERT INTO segment_counts VALUES (?, ?, ?, ?)",
+        [(list_no, ids[list_no, name], status, n) for (list_no, name, status), n in counts.items()],
+    )
+    conn.execute("COMMIT")
 
 
 class Database:
@@ -646,23 +662,21 @@ class Store:
 
     # ---- segments (tags) ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _segment(row: tuple[Any, ...]) -> Segment:
-        return Segment(*row)
-
-    def segments(self, list_no: int) -> list[Segment]:
+    def segments(self, list_no: int, statuses: tuple[str, ...] = ("subscribed",)) -> list[Segment]:
+        """Every tag / static segment; `member_count` counts its members with one of `statuses`."""
+        marks = ",".join("?" * len(statuses))
         rows = self.conn.execute(
-            "SELECT id, name, member_count, created_at, updated_at FROM segments WHERE list_no = ? ORDER BY id",
-            (list_no,),
+            "SELECT s.id, s.name, COALESCE(SUM(c.n), 0), s.created_at, s.updated_at FROM segments s "
+            f"LEFT JOIN segment_counts c ON c.list_no = s.list_no AND c.segment_id = s.id AND c.status IN ({marks}) "
+            "WHERE s.list_no = ? GROUP BY s.id ORDER BY s.id",
+            (*statuses, list_no),
         )
-        return [self._segment(r) for r in rows]
+        return [Segment(*r) for r in rows]
 
-    def segment(self, list_no: int, segment_id: int) -> Segment | None:
-        row = self.conn.execute(
-            "SELECT id, name, member_count, created_at, updated_at FROM segments WHERE list_no = ? AND id = ?",
-            (list_no, segment_id),
-        ).fetchone()
-        return None if row is None else self._segment(row)
+    def segment(
+        self, list_no: int, segment_id: int, statuses: tuple[str, ...] = ("subscribed",)
+    ) -> Segment | None:
+        return next((s for s in self.segments(list_no, statuses) if s.id == segment_id), None)
 
     def tag_ids(self, list_no: int) -> dict[str, int]:
         return dict(self.conn.execute("SELECT name, id FROM segments WHERE list_no = ?", (list_no,)))
@@ -674,10 +688,17 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
-    def adjust_segment_counts(self, list_no: int, deltas: dict[str, int], now: str) -> None:
+    def adjust_segment_counts(self, list_no: int, deltas: dict[tuple[int, str], int], now: str) -> None:
+        """Add (segment id, status) -> n to the counts and touch the segments' updated_at."""
+        changed = [(list_no, segment_id, status, n) for (segment_id, status), n in deltas.items() if n]
         self.conn.executemany(
-            "UPDATE segments SET member_count = member_count + ?, updated_at = ? WHERE list_no = ? AND name = ?",
-            [(n, now, list_no, name) for name, n in deltas.items() if n],
+            "INSERT INTO segment_counts VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (list_no, segment_id, status) DO UPDATE SET n = n + excluded.n",
+            changed,
+        )
+        self.conn.executemany(
+            "UPDATE segments SET updated_at = ? WHERE list_no = ? AND id = ?",
+            [(now, list_no, segment_id) for segment_id in {d[1] for d in changed}],
         )
 
     def rename_segment(self, list_no: int, segment_id: int, name: str, now: str) -> None:
@@ -688,6 +709,9 @@ class Store:
 
     def delete_segment(self, list_no: int, segment_id: int) -> None:
         self.conn.execute("DELETE FROM segments WHERE list_no = ? AND id = ?", (list_no, segment_id))
+        self.conn.execute(
+            "DELETE FROM segment_counts WHERE list_no = ? AND segment_id = ?", (list_no, segment_id)
+        )
 
     # ---- interests and marketing permissions -------------------------------------------------------
 
@@ -807,7 +831,7 @@ class Store:
     def wipe(self) -> None:
         """Forget members and batches (audiences are re-synced by the caller)."""
         with self.transaction():
-            for table in ("members", "member_counts", "batches", "segments", "forgotten"):
+            for table in ("members", "member_counts", "batches", "segments", "segment_counts", "forgotten"):
                 self.conn.execute(f"DELETE FROM {table}")
             self.conn.execute("UPDATE audiences SET last_sub_date = '', last_unsub_date = ''")
         self._index.clear()

@@ -126,7 +126,7 @@ class TestInterests:
 
 
 class TestMarketingPermissions:
-    def test_audience_flag_and_member_permissions(self, client: Any, emu: Any) -> None:
+    def test_audience_flag_and_member_permissions(self, client: Any, emu: Any, validate: Any) -> None:
         assert client.lists.get_list(GDPR_LIST)["marketing_permissions"] is True
         assert client.lists.get_list(emu.list_id)["marketing_permissions"] is False
         member = put(client, {})
@@ -139,8 +139,9 @@ class TestMarketingPermissions:
         )
         enabled = {p["marketing_permission_id"]: p["enabled"] for p in changed["marketing_permissions"]}
         assert enabled[email_id] is True and sum(enabled.values()) == 1
-        got = client.lists.get_list_member(GDPR_LIST, md5(JANE))["marketing_permissions"]
-        assert got == changed["marketing_permissions"]
+        got = client.lists.get_list_member(GDPR_LIST, md5(JANE))
+        assert got["marketing_permissions"] == changed["marketing_permissions"]
+        validate(got, "ListsMembersMembers")
 
     def test_unknown_permission_is_refused(self, client: Any, emu: Any) -> None:
         body = refused(
@@ -169,7 +170,7 @@ class TestMarketingPermissions:
 
 
 class TestMemberFields:
-    def test_language_vip_location_stored_and_returned(self, client: Any, emu: Any) -> None:
+    def test_language_vip_location_stored_and_returned(self, client: Any, emu: Any, validate: Any) -> None:
         member = put(
             client, {"language": "fr", "vip": True, "location": {"latitude": 48.85, "longitude": 2.35}}
         )
@@ -177,6 +178,7 @@ class TestMemberFields:
         assert (member["location"]["latitude"], member["location"]["longitude"]) == (48.85, 2.35)
         again = client.lists.get_list_member(GDPR_LIST, md5(JANE))
         assert (again["language"], again["vip"], again["location"]["latitude"]) == ("fr", True, 48.85)
+        validate(again, "ListsMembersMembers")
         assert put(client, {"vip": False})["location"]["longitude"] == 2.35
 
     @pytest.mark.parametrize("location", [{"latitude": "north"}, {"latitude": 91}, "here"])
@@ -207,8 +209,10 @@ class TestMemberFields:
         assert http.put(url, json=body).status_code == 400
 
 
-def test_get_all_lists_is_paged(client: Any, emu: Any) -> None:
+def test_get_all_lists_is_paged(client: Any, emu: Any, validate: Any) -> None:
     everything = client.lists.get_all_lists(count=1000)
+    for audience in everything["lists"]:
+        validate(audience, "ListsLists")
     assert [a["id"] for a in everything["lists"]] == ["demo0audience", "rich0audience", GDPR_LIST]
     assert everything["total_items"] == 3
     page = client.lists.get_all_lists(count=1, offset=1)

@@ -123,6 +123,46 @@ class TestSegments:
         answer = client.lists.batch_segment_members({"members_to_add": [JOHN]}, emu.list_id, segment["id"])
         assert answer["error_count"] == 1
 
+    def test_member_count_counts_active_subscribers(
+        self, client: Any, emu: Any, http: requests.Session
+    ) -> None:
+        """Mailchimp's spec: "the number of active subscribers currently included in the segment";
+        include_unsubscribed / include_cleaned / include_transactional add those statuses."""
+        subscribe(client, emu, JANE, JOHN, tags=["t"])
+        http.patch(f"{emu.api_url}/lists/{emu.list_id}/members/{md5(JOHN)}", json={"status": "unsubscribed"})
+        segment = segment_named(client, emu, "t")
+        assert segment["member_count"] == 1
+        assert (
+            client.lists.get_segment(emu.list_id, segment["id"], include_unsubscribed=True)["member_count"]
+            == 2
+        )
+        listed = client.lists.list_segments(emu.list_id, include_unsubscribed=True)["segments"]
+        assert listed[0]["member_count"] == 2
+        client.lists.delete_list_member(emu.list_id, md5(JOHN))
+        assert (
+            client.lists.get_segment(emu.list_id, segment["id"], include_unsubscribed=True)["member_count"]
+            == 1
+        )
+
+    def test_patch_without_name_keeps_it(self, client: Any, emu: Any) -> None:
+        subscribe(client, emu, JANE, JOHN, tags=["t"])
+        segment = segment_named(client, emu, "t")
+        patched = client.lists.update_segment(emu.list_id, segment["id"], {"static_segment": [JOHN]})
+        assert (patched["name"], patched["member_count"]) == ("t", 1)
+        emptied = client.lists.update_segment(emu.list_id, segment["id"], {"static_segment": []})
+        assert (
+            emptied["member_count"] == 0
+            and {m["email_address"]: m["tags"] for m in emu.members()}[JOHN] == []
+        )
+
+    def test_answers_match_the_spec(self, client: Any, emu: Any, validate: Any) -> None:
+        subscribe(client, emu, JANE, tags=["t"])
+        segment = segment_named(client, emu, "t")
+        answer = client.lists.batch_segment_members({"members_to_remove": [JANE]}, emu.list_id, segment["id"])
+        for member in answer["members_removed"]:
+            validate(member, "ListsNewMembers")
+        validate(client.lists.get_list_member(emu.list_id, md5(JANE)), "ListsMembersMembers")
+
     def test_rename_and_replace_members(self, client: Any, emu: Any) -> None:
         subscribe(client, emu, JANE, JOHN, tags=["old"])
         segment = segment_named(client, emu, "old")
