@@ -94,6 +94,11 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
                     "tags": m.tags,
                     "language": m.language,
                     "vip": m.vip,
+                    "interests": m.interests,
+                    "marketing_permissions": m.marketing_permissions,
+                    "location": None
+                    if m.location is None
+                    else dict(zip(("latitude", "longitude"), m.location, strict=True)),
                     "last_changed": m.last_changed,
                 }
                 for m in sorted(everyone, key=lambda m: m.seq or 0)

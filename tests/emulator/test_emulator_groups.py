@@ -90,6 +90,7 @@ class TestInterests:
         assert put(client, {"interests": {OFFERS: True}})["interests"] == {NEWS: True, OFFERS: True}
         assert put(client, {"interests": {NEWS: False}})["interests"] == {NEWS: False, OFFERS: True}
         assert client.lists.get_list_member(GDPR_LIST, md5(JANE))["interests"] == {NEWS: False, OFFERS: True}
+        assert emu.members(GDPR_LIST)[0]["interests"] == {NEWS: False, OFFERS: True}
         counts = client.lists.list_interest_category_interests(GDPR_LIST, derived_id(GDPR_LIST, "Topics"))
         assert [i["subscriber_count"] for i in counts["interests"]] == ["0", "1"]
 
@@ -180,6 +181,7 @@ class TestMemberFields:
         assert (again["language"], again["vip"], again["location"]["latitude"]) == ("fr", True, 48.85)
         validate(again, "ListsMembersMembers")
         assert put(client, {"vip": False})["location"]["longitude"] == 2.35
+        assert emu.members(GDPR_LIST)[0]["location"] == {"latitude": 48.85, "longitude": 2.35}
 
     @pytest.mark.parametrize("location", [{"latitude": "north"}, {"latitude": 91}, "here"])
     def test_bad_location(self, client: Any, emu: Any, location: Any) -> None:
