@@ -7,6 +7,7 @@ of them, and building nested dicts for json.dumps would cost several times more.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .model import Audience, Batch, Interest, InterestCategory, Member, MergeField, Permission, Segment
@@ -49,8 +50,8 @@ class MemberRenderer:
         merge_blank: dict[str, Any],
         base_url: str,
         tag_ids: dict[str, int],
-        interest_ids: list[str] = (),  # type: ignore[assignment]
-        permissions: list[Permission] = (),  # type: ignore[assignment]
+        interest_ids: Sequence[str] = (),
+        permissions: Sequence[Permission] = (),
     ) -> None:
         self._list_id_json = _enc(list_id)
         self._blank = merge_blank
