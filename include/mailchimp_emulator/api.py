@@ -108,6 +108,14 @@ class Api:
                     "DELETE": segments.delete,
                 },
             ),
+            (
+                lists + r"/segments/(?P<segment_id>[^/]+)/members",
+                {"GET": segments.list_members, "POST": segments.add_member},
+            ),
+            (
+                lists + r"/segments/(?P<segment_id>[^/]+)/members/(?P<member>[^/]+)",
+                {"DELETE": segments.remove_member},
+            ),
             (categories, {"GET": groups.list_categories, "POST": groups.create_category}),
             (category, {"GET": groups.get_category, "PATCH": None, "DELETE": None}),
             (category + r"/interests", {"GET": groups.list_interests, "POST": groups.create_interest}),

@@ -15,6 +15,7 @@ from .members import MAX_SEGMENT_ITEMS, NOT_IN_AUDIENCE, SEGMENT_ITEMS_EXCEEDED
 from .model import Audience, Member, Segment, now_iso
 from .params import bool_param, int_param, object_body
 from .problems import ApiError, invalid, not_implemented
+from .rules import subscriber_hash
 from .store import Store
 
 if TYPE_CHECKING:
@@ -182,3 +183,50 @@ class SegmentApi:
             f'"error_count":{len(missing)},"_links":{render.dumps([render.link("parent", href)])}}}'
         )
         return ApiResponse(200, text=text)
+
+    def list_members(self, store: Store, req: ApiRequest, list_id: str, segment_id: str) -> ApiResponse:
+        """GET /segments/{id}/members: its subscribed members (plus the include_* statuses), paged."""
+        audience = self.api.audience_of(store, list_id)
+        count = int_param(req.query, "count", 10, 1000) or 0
+        offset = int_param(req.query, "offset", 0) or 0
+        segment = self._segment(store, audience, segment_id)
+        statuses = _statuses(req)
+        members = [m for m in store.members_tagged(audience.list_no, segment.name) if m.status in statuses]
+        renderer = self.api.renderer(store, audience, req)
+        href = f"{req.base_url}/3.0/lists/{list_id}/segments/{segment.id}/members"
+        text = (
+            f'{{"members":[{",".join(renderer.json(m) for m in members[offset : offset + count])}],'
+            f'"total_items":{len(members)},"_links":{render.dumps([render.link("self", href)])}}}'
+        )
+        return ApiResponse(200, text=text)
+
+    def add_member(self, store: Store, req: ApiRequest, list_id: str, segment_id: str) -> ApiResponse:
+        """POST /segments/{id}/members {email_address}: one contact of the audience joins the segment."""
+        audience = self.api.audience_of(store, list_id)
+        email = object_body(req.body).get("email_address")
+        if not isinstance(email, str) or not email.strip():
+            raise invalid("email_address", "This value should not be blank.")
+        with store.transaction():
+            segment = self._segment(store, audience, segment_id)
+            writer, renderer = self.api.writer(store, audience, req)
+            _, _, missing = writer.update_segment(segment.name, [email.strip()], [])
+            if missing:
+                raise invalid("email_address", NOT_IN_AUDIENCE, NOT_IN_AUDIENCE)
+            member = store.member(audience.list_no, subscriber_hash(email))
+        assert member is not None
+        return ApiResponse(200, text=renderer.json(member))
+
+    def remove_member(
+        self, store: Store, req: ApiRequest, list_id: str, segment_id: str, member: str
+    ) -> ApiResponse:
+        """DELETE /segments/{id}/members/{hash}: 204; 404 when the contact is not in the segment."""
+        audience = self.api.audience_of(store, list_id)
+        member_hash = subscriber_hash(member) if "@" in member else member.strip().lower()
+        with store.transaction():
+            segment = self._segment(store, audience, segment_id)
+            found = store.member(audience.list_no, member_hash)
+            if found is None or segment.name not in found.tags:
+                raise ApiError("ResourceNotFound")
+            writer, _ = self.api.writer(store, audience, req)
+            writer.update_segment(segment.name, [], [found.email])
+        return ApiResponse(204)

@@ -150,7 +150,7 @@ class TestBadInput:
             ("POST", "/3.0/lists/demo0audience/merge-fields/1", 501),
             ("PATCH", "/3.0/lists/demo0audience", 501),
             ("DELETE", "/3.0/lists/demo0audience/interest-categories/abc", 501),
-            ("GET", "/3.0/lists/demo0audience/segments/1/members", 501),
+            ("GET", "/3.0/lists/demo0audience/activity", 501),
             ("GET", "/_emulator/nothing", 404),
         ],
     )

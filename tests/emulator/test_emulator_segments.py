@@ -178,6 +178,28 @@ class TestSegments:
         assert emu.members()[0]["tags"] == ["kept"]
         assert [s["name"] for s in client.lists.list_segments(emu.list_id)["segments"]] == ["kept"]
 
+    def test_one_member_at_a_time(self, client: Any, emu: Any, http: requests.Session, validate: Any) -> None:
+        subscribe(client, emu, JANE, JOHN)
+        http.patch(f"{emu.api_url}/lists/{emu.list_id}/members/{md5(JOHN)}", json={"status": "unsubscribed"})
+        segment = client.lists.create_segment(emu.list_id, {"name": "s", "static_segment": []})
+        added = client.lists.create_segment_member(emu.list_id, segment["id"], {"email_address": JANE})
+        assert added["email_address"] == JANE and added["tags"] == [{"id": segment["id"], "name": "s"}]
+        client.lists.create_segment_member(emu.list_id, segment["id"], {"email_address": JOHN})
+        listed = client.lists.get_segment_members_list(emu.list_id, segment["id"])
+        assert [m["email_address"] for m in listed["members"]] == [JANE] and listed["total_items"] == 1
+        validate(listed["members"][0], "ListsNewMembers")
+        everyone = client.lists.get_segment_members_list(
+            emu.list_id, segment["id"], include_unsubscribed=True
+        )
+        assert everyone["total_items"] == 2
+        assert refused(
+            lambda: client.lists.create_segment_member(emu.list_id, segment["id"], {"email_address": ANN}),
+            400,
+        )
+        assert client.lists.remove_segment_member(emu.list_id, segment["id"], md5(JANE)).status_code == 204
+        assert refused(lambda: client.lists.remove_segment_member(emu.list_id, segment["id"], md5(JANE)), 404)
+        assert client.lists.get_segment(emu.list_id, segment["id"])["member_count"] == 0
+
     def test_segment_calls_run_in_batches(self, client: Any, emu: Any) -> None:
         subscribe(client, emu, JANE)
         segment = client.lists.create_segment(emu.list_id, {"name": "s", "static_segment": []})
