@@ -407,7 +407,7 @@ class Api:
             200,
             {
                 "tags": [
-                    {"id": tag_ids.get(name, 0), "name": name, "date_added": found.last_changed}
+                    {"id": tag_ids[name], "name": name, "date_added": found.last_changed}
                     for name in found.tags[offset : offset + count]
                 ],
                 "total_items": len(found.tags),

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from .model import Audience, Batch, Interest, InterestCategory, Member, MergeField, Permission, Segment
-from .rules import tag_id
 
 _dumps = dumps = json.dumps
 
@@ -90,8 +89,7 @@ class MemberRenderer:
         for name in tags:
             encoded = cache.get(name)
             if encoded is None:
-                number = self._tag_ids.get(name) or tag_id(name)
-                encoded = cache[name] = f'{{"id":{number},"name":{_enc(name)}}}'
+                encoded = cache[name] = f'{{"id":{self._tag_ids[name]},"name":{_enc(name)}}}'
             parts.append(encoded)
         return ",".join(parts)
 

@@ -19,7 +19,6 @@ import datetime as dt
 import hashlib
 import math
 import re
-import zlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,11 +73,6 @@ _TEXT_FAST_CHARS = TEXT_MAX_BYTES // 4  # any str this short is under 255 bytes 
 def subscriber_hash(email: str) -> str:
     """MD5 of the lower-cased, trimmed address: Mailchimp's member id."""
     return hashlib.md5(email.strip().lower().encode("utf-8")).hexdigest()
-
-
-def tag_id(name: str) -> int:
-    """Stable id for a tag name (Mailchimp tags are segments with numeric ids)."""
-    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFF
 
 
 def fake_email_detail(email: str) -> str:
