@@ -209,7 +209,7 @@ class Api:
         return writer, renderer
 
     @staticmethod
-    def _member_hash(raw: str) -> str:
+    def member_hash(raw: str) -> str:
         """The path accepts a subscriber hash or the email address itself."""
         return subscriber_hash(raw) if "@" in raw else raw.strip().lower()
 
@@ -341,7 +341,7 @@ class Api:
 
     def get_member(self, store: Store, req: ApiRequest, list_id: str, member: str) -> ApiResponse:
         audience = self.audience_of(store, list_id)
-        found = store.member(audience.list_no, self._member_hash(member))
+        found = store.member(audience.list_no, self.member_hash(member))
         if found is None:
             raise ApiError("ResourceNotFound")
         return ApiResponse(200, text=self.renderer(store, audience, req).json(found))
@@ -360,7 +360,7 @@ class Api:
         with store.transaction():
             writer, renderer = self.writer(store, audience, req)
             member = writer.upsert(
-                self._member_hash(member_path) if member_path else "",
+                self.member_hash(member_path) if member_path else "",
                 body,
                 skip_merge_validation=skip,
                 **mode,
@@ -380,7 +380,7 @@ class Api:
         audience = self.audience_of(store, list_id)
         with store.transaction():
             writer, _ = self.writer(store, audience, req)
-            writer.archive(self._member_hash(member))
+            writer.archive(self.member_hash(member))
         return ApiResponse(204)
 
     def delete_member_permanently(
@@ -389,14 +389,14 @@ class Api:
         audience = self.audience_of(store, list_id)
         with store.transaction():
             writer, _ = self.writer(store, audience, req)
-            writer.delete_permanently(self._member_hash(member))
+            writer.delete_permanently(self.member_hash(member))
         return ApiResponse(204)
 
     def get_member_tags(self, store: Store, req: ApiRequest, list_id: str, member: str) -> ApiResponse:
         """A member's tags with their segment ids; `date_added` is when the member last changed (this
         server does not keep a date per tag)."""
         audience = self.audience_of(store, list_id)
-        found = store.member(audience.list_no, self._member_hash(member))
+        found = store.member(audience.list_no, self.member_hash(member))
         if found is None:
             raise ApiError("ResourceNotFound")
         count = int_param(req.query, "count", 10, 1000) or 0
@@ -432,7 +432,7 @@ class Api:
             raise invalid("is_syncing", "Schema describes boolean")
         with store.transaction():
             writer, _ = self.writer(store, audience, req)
-            writer.update_tags(self._member_hash(member), changes)
+            writer.update_tags(self.member_hash(member), changes)
         return ApiResponse(204)
 
     def batch_subscribe(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:

@@ -221,7 +221,7 @@ class SegmentApi:
     ) -> ApiResponse:
         """DELETE /segments/{id}/members/{hash}: 204; 404 when the contact is not in the segment."""
         audience = self.api.audience_of(store, list_id)
-        member_hash = subscriber_hash(member) if "@" in member else member.strip().lower()
+        member_hash = self.api.member_hash(member)
         with store.transaction():
             segment = self._segment(store, audience, segment_id)
             found = store.member(audience.list_no, member_hash)
