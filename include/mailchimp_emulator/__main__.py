@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--stuck-in", choices=BATCH_STATES[:-1])
     faults.add_argument("--empty-url-next", type=int)
     faults.add_argument("--corrupt-archive", action="store_true", default=None)
+    faults.add_argument("--omit-results", type=int)
     faults.add_argument("--lose-batch-answer-next", type=int)
     faults.add_argument("--fault-seed", type=int, dest="seed")
     return p
@@ -98,6 +99,7 @@ _FAULT_FLAGS = (
     "stuck_in",
     "empty_url_next",
     "corrupt_archive",
+    "omit_results",
     "lose_batch_answer_next",
     "seed",
 )

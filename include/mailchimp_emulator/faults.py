@@ -34,6 +34,7 @@ class Faults:
     stuck_in: str | None = None
     empty_url_next: int = 0
     corrupt_archive: bool = False
+    omit_results: int = 0
     lose_batch_answer_next: int = 0
     seed: int | None = None
 
@@ -48,6 +49,7 @@ class Faults:
             "latency_spike_ms",
             "bare_next",
             "empty_url_next",
+            "omit_results",
             "lose_batch_answer_next",
         ):
             if getattr(self, name) < 0:
@@ -118,6 +120,7 @@ FIRED_KEYS = (
     "stuck_in",
     "empty_url_next",
     "corrupt_archive",
+    "omit_results",
     "lose_batch_answer_next",
 )
 
@@ -226,6 +229,12 @@ class FaultState:
     def corrupt_archive(self) -> bool:
         with self._lock:
             return self._faults.corrupt_archive
+
+    @property
+    def omit_results(self) -> int:
+        """How many operations' results an archive built now leaves out (0: none)."""
+        with self._lock:
+            return self._faults.omit_results
 
     def wait_while_stuck(self, state: str, stop: threading.Event, poll: float = 0.2) -> None:
         """Block a batch thread while `stuck_in` names the state its batch is in (or until stop);

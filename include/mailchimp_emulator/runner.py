@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .api import Api, ApiRequest
-from .archives import BatchFiles, build_archive, encode_results, write_atomically
+from .archives import BatchFiles, build_archive, drop_last_results, encode_results, write_atomically
 from .config import Settings
 from .faults import FaultState
 from .model import Batch, now_iso
@@ -248,5 +248,8 @@ class BatchRunner:
         self.faults.wait_while_stuck("finalizing", self._stop)
         if self._stop.is_set():
             return
+        omit = self.faults.omit_results
+        if omit and drop_last_results(self.files, batch_id, batch.parts_done, omit):
+            self.faults.count("omit_results")
         build_archive(self.files, batch_id, batch.parts_done)
         self._advance(store, batch_id, "finalizing", "finished")

@@ -230,6 +230,17 @@ def test_corrupt_archive(http: requests.Session, emu: Any) -> None:
     assert emu.fired()["corrupt_archive"] == 1
 
 
+def test_omit_results_leaves_operations_out_of_the_archive(http: requests.Session, emu: Any) -> None:
+    """The archive lacks the last operations' results while the counters still count them."""
+    emu.set_faults(omit_results=2)
+    operations = [{"method": "GET", "path": "/ping", "operation_id": str(i)} for i in range(5)]
+    done = poll(http, emu, start(http, emu, operations)["id"])
+    results = read_results(requests.get(done["response_body_url"]).content)
+    assert (done["total_operations"], done["finished_operations"]) == (5, 5)
+    assert sorted(r["operation_id"] for r in results) == ["0", "1", "2"]
+    assert emu.fired()["omit_results"] == 1
+
+
 def test_more_than_500_pending_batches(http: requests.Session, emu: Any) -> None:
     emu.set_faults(stuck_in="pending")
     for _ in range(500):
