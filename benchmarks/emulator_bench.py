@@ -63,9 +63,21 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--per-op", type=int, default=500, help="members per batch-subscribe operation")
     parser.add_argument("--batches", type=int, default=10, help="number of POST /batches calls")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra emulator argument, repeatable, e.g. --server-arg=--ops-per-minute=6000 (the targets "
+        "are for the default pace: off)",
+    )
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="mc-bench-") as tmp, EmulatorProcess(Path(tmp)) as emu:
+    with (
+        tempfile.TemporaryDirectory(prefix="mc-bench-") as tmp,
+        EmulatorProcess(Path(tmp), extra_args=args.server_arg) as emu,
+    ):
+        print("emulator pace:", emu.health()["pace"])
         session = requests.Session()
         session.auth = ("bench", emu.api_key)
 

@@ -69,6 +69,21 @@ def encode_results(results: list[dict[str, Any]]) -> bytes:
     return json.dumps(results, separators=(",", ":")).encode("utf-8")
 
 
+def drop_last_results(files: BatchFiles, batch_id: str, parts: int, count: int) -> int:
+    """Remove the results of the batch's last `count` operations from its parts (the `omit_results`
+    fault: an archive that lacks some operations); returns how many were removed."""
+    removed = 0
+    for index in reversed(range(parts)):
+        if removed >= count:
+            break
+        path = files.part(batch_id, index)
+        results = json.loads(path.read_bytes())
+        keep = max(len(results) - (count - removed), 0)
+        removed += len(results) - keep
+        write_atomically(path, encode_results(results[:keep]))
+    return removed
+
+
 def build_archive(files: BatchFiles, batch_id: str, parts: int) -> Path:
     """Tar and gzip the committed parts (a "./" entry first, as in Mailchimp's archives), then drop them."""
     target = files.archive(batch_id)

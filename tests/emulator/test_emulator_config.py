@@ -90,6 +90,13 @@ def test_audience_flag() -> None:
         {"api_keys": ["abc-us9"]},
         {"audiences": []},
         {"unknown": 1},
+        {"audiences": [{"id": "x", "interest_categories": [{"title": "T", "type": "grid"}]}]},
+        {"audiences": [{"id": "x", "interest_categories": [{"type": "radio"}]}]},
+        {"audiences": [{"id": "x", "interest_categories": [{"title": "T", "interests": [{"id": "a"}]}]}]},
+        {"audiences": [{"id": "x", "interest_categories": [{"title": "T", "colour": "red"}]}]},
+        {"audiences": [{"id": "x", "interest_categories": [{"title": "T", "interests": ["A", "A"]}]}]},
+        {"audiences": [{"id": "x", "marketing_permissions": "yes"}]},
+        {"audiences": [{"id": "x", "marketing_permissions": [{"id": "p"}]}]},
     ],
 )
 def test_bad_configuration(tmp_path: Path, config: dict) -> None:
@@ -157,3 +164,25 @@ def test_logs_never_show_keys_tokens_or_addresses(emu: EmulatorProcess, http: re
         emu.oauth_token,
     ):
         assert secret not in log
+
+
+def test_demo_audiences_have_groups_and_permissions() -> None:
+    path = INCLUDE / "demo" / "mailchimp-audiences.yaml"
+    demo = settings("--config", str(path)).audiences[0]
+    assert {c.title: [i.name for i in c.interests] for c in demo.interest_categories} == {
+        "Customer segments": ["vip_customers", "churn_risk"],
+        "Topics": ["News", "Offers", "Events"],
+    }
+    assert [p.text for p in demo.marketing_permissions] == [
+        "Email",
+        "Direct Mail",
+        "Customized Online Advertising",
+    ]
+
+
+def test_reset_restores_configured_groups(emu: EmulatorProcess, http: requests.Session) -> None:
+    url = f"{emu.api_url}/lists/gdpr0audience/interest-categories"
+    assert http.post(url, json={"title": "Extra", "type": "radio"}).status_code == 200
+    assert http.get(url).json()["total_items"] == 2
+    emu.reset()
+    assert [c["title"] for c in http.get(url).json()["categories"]] == ["Topics"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,43 @@ def test_one_process_per_state_file(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="in use by another emulator process"):
             second.start()
         assert requests.get(f"{first.api_url}/ping", auth=("x", first.api_key)).status_code == 200
+
+
+def test_segments_forgotten_addresses_and_renamed_members_survive(tmp_path: Path) -> None:
+    with EmulatorProcess(tmp_path) as emu:
+        http = session(emu)
+        members = [
+            {"email_address": f"{name}@acme-mail.net", "status": "subscribed", "tags": ["t"]}
+            for name in ("ann", "bob", "cy")
+        ]
+        http.post(f"{emu.api_url}/lists/{emu.list_id}", json={"members": members})
+        base = f"{emu.api_url}/lists/{emu.list_id}/members"
+        http.post(f"{base}/bob@acme-mail.net/actions/delete-permanent")
+        http.patch(f"{base}/cy@acme-mail.net", json={"email_address": "cy.new@acme-mail.net"})
+        emu.restart()
+        segments = http.get(f"{emu.api_url}/lists/{emu.list_id}/segments").json()["segments"]
+        assert [(s["name"], s["member_count"]) for s in segments] == [("t", 2)]
+        again = http.put(
+            f"{base}/bob@acme-mail.net", json={"email_address": "bob@acme-mail.net", "status": "subscribed"}
+        )
+        assert again.json()["title"] == "Forgotten Email Not Subscribed"
+        assert http.get(f"{base}/cy.new@acme-mail.net").json()["email_address"] == "cy.new@acme-mail.net"
+        assert http.get(f"{base}/cy@acme-mail.net").status_code == 404
+
+
+def test_tags_of_an_older_state_file_become_segments(tmp_path: Path) -> None:
+    """A state file written before tags were segments gets segment rows (and counts) at startup."""
+    with EmulatorProcess(tmp_path) as emu:
+        http = session(emu)
+        members = [
+            {"email_address": f"{name}@acme-mail.net", "status": "subscribed", "tags": ["a", "b"]}
+            for name in ("ann", "bob")
+        ]
+        http.post(f"{emu.api_url}/lists/{emu.list_id}", json={"members": members})
+        http.delete(f"{emu.api_url}/lists/{emu.list_id}/members/bob@acme-mail.net")
+        emu.stop()
+        with sqlite3.connect(emu.state_path) as conn:
+            conn.execute("DELETE FROM segments")
+        emu.start()
+        segments = http.get(f"{emu.api_url}/lists/{emu.list_id}/segments").json()["segments"]
+        assert sorted((s["name"], s["member_count"]) for s in segments) == [("a", 1), ("b", 1)]
