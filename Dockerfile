@@ -11,8 +11,8 @@ FROM ${AIRFLOW_IMAGE} AS airflow
 USER root
 # Named volumes take the owner of their mount point from the image on first use; group 0 as in
 # Airflow's image, so any AIRFLOW_UID can write.
-RUN mkdir -p /opt/airflow/project /opt/airflow/staging \
-    && chown airflow:0 /opt/airflow/project /opt/airflow/staging \
+RUN mkdir -p /opt/airflow/project/dags /opt/airflow/project/include /opt/airflow/staging \
+    && chown -R airflow:0 /opt/airflow/project /opt/airflow/staging \
     && chmod 2775 /opt/airflow/staging
 USER airflow
 WORKDIR /opt/airflow/project
