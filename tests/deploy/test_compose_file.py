@@ -2,8 +2,9 @@
 connections users rely on, the demo as an optional profile.
 
 No Docker engine here: the file is checked against the Compose Specification's JSON schema (the copy that
-check-jsonschema ships, a PyPI package, so nothing fetched is committed), by `docker compose config` where
-the Compose plugin can be installed, and the init steps run for real against a throw-away Airflow home.
+check-jsonschema ships, a PyPI package, so nothing fetched is committed), by `docker compose config` (or,
+where the plugin cannot be installed, as here, Debian's Compose v1 `docker-compose config`), and the init
+steps run for real against a throw-away Airflow home.
 """
 
 from __future__ import annotations
@@ -207,56 +208,65 @@ def test_init_and_demo_setup_steps_run(tmp_path: Path) -> None:
     assert _probe(env)["paused"][DEMO_EXPORT] is False
 
 
-def _compose_plugin_installable() -> bool:
+def _compose() -> list[str] | None:
+    """The Compose implementation installed: the `docker compose` plugin, else Debian's `docker-compose`."""
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def _installable() -> list[str]:
+    """Which Compose packages this machine's apt sources offer."""
     if not shutil.which("apt-cache"):
-        return False
-    policy = subprocess.run(
-        ["apt-cache", "policy", "docker-compose-plugin"], capture_output=True, text=True, timeout=60
-    ).stdout
-    return "Candidate:" in policy and "Candidate: (none)" not in policy
+        return []
+    found = []
+    for package in ("docker-compose-plugin", "docker-compose"):
+        policy = subprocess.run(
+            ["apt-cache", "policy", package], capture_output=True, text=True, timeout=60
+        ).stdout
+        if "Candidate:" in policy and "Candidate: (none)" not in policy:
+            found.append(package)
+    return found
 
 
 def test_docker_compose_config_accepts_it(tmp_path: Path) -> None:
-    """`docker compose config` parses, interpolates and validates the file as Compose itself does."""
-    plugin = (
-        shutil.which("docker")
-        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
-    )
-    if not plugin:
-        if _compose_plugin_installable():
-            if os.environ.get("CI") == "true":
-                pytest.fail(
-                    "docker-compose-plugin is installable here but not installed: .ci/run should install it"
-                )
-            pytest.skip("the Docker Compose plugin is not installed (apt-get install docker-compose-plugin)")
+    """`docker compose config` (or Compose v1's `docker-compose config`, Debian's package, where the plugin
+    cannot be installed) parses, interpolates and validates the file as Compose itself does."""
+    command = _compose()
+    if command is None:
+        offered = _installable()
+        if offered and os.environ.get("CI") == "true":
+            pytest.fail(
+                f"{' or '.join(offered)} can be installed but is not: .ci/run should apt-get install it"
+            )
         pytest.skip(
-            "the Docker Compose plugin cannot be installed here: no installation candidate for "
-            "docker-compose-plugin in this machine's apt sources (Docker's own apt repository is not "
-            "reachable; Debian's `docker-compose` is Compose v1 1.29.2, end of life, not the plugin)"
+            f"no Compose installed (apt-get install {offered[0]})"
+            if offered
+            else "no Compose can be installed here: no apt candidate for docker-compose-plugin or docker-compose"
         )
-    env = os.environ | {"AIRFLOW_FERNET_KEY": "x" * 43 + "=", "AIRFLOW_JWT_SECRET": "test-secret"}
+    empty = tmp_path / "empty.env"  # a developer's own .env must not fill the gaps checked below
+    empty.write_text("")
+    base = [*command, "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yaml")]
+    base += ["--env-file", str(empty)]
+    env = os.environ | {"AIRFLOW_FERNET_KEY": "k" * 43 + "=", "AIRFLOW_JWT_SECRET": "test-secret"}
     done = subprocess.run(
-        [
-            "docker",
-            "compose",
-            "--project-directory",
-            str(ROOT),
-            "--profile",
-            "demo",
-            "config",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+        [*base, "--profile", "demo", "config"], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    resolved = json.loads(done.stdout)
-    assert set(resolved["services"]) >= set(AIRFLOW_SERVICES) | DEMO_SERVICES
+    resolved = yaml.safe_load(done.stdout)["services"]
+    assert set(resolved) >= set(AIRFLOW_SERVICES) | DEMO_SERVICES | {"airflow-init"}
+    assert resolved["airflow-worker"]["environment"]["AIRFLOW__CORE__FERNET_KEY"] == env["AIRFLOW_FERNET_KEY"]
+    # The shell's variables were left to the shell (the output is a compose file again: `$` shows as `$$`),
+    # Compose's own were filled in.
+    assert (
+        '"$${AIRFLOW_CONNECTIONS_JSON:-$$DEMO_CONNECTIONS_JSON}"' in resolved["airflow-init"]["command"][-1]
+    )
+    assert "--profiles 100000" in resolved["demo-setup"]["command"][-1]
     missing = subprocess.run(
-        ["docker", "compose", "--project-directory", str(ROOT), "config", "-q"],
+        [*base, "config", "-q"],
         capture_output=True,
         text=True,
         env={k: v for k, v in env.items() if k != "AIRFLOW_FERNET_KEY"},
