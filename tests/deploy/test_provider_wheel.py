@@ -44,10 +44,11 @@ def test_wheel_holds_only_the_provider(wheel: Path) -> None:
         entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
         metadata = archive.read(f"{dist_info}/METADATA").decode()
     # Every module of the provider is in it (sub-packages found automatically, none forgotten) ...
+    # (and any other file of the package, e.g. a UI plugin's assets: those need package-data in pyproject).
     sources = {
         p.relative_to(ROOT / "plugins").as_posix()
-        for p in (ROOT / "plugins" / "mailchimp_provider").rglob("*.py")
-        if "__pycache__" not in p.parts
+        for p in (ROOT / "plugins" / "mailchimp_provider").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     assert sources <= set(names)
     assert not [n for n in names if "/tests/" in n or n.endswith((".pyc", ".db", ".parquet"))]
