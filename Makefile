@@ -8,10 +8,12 @@ STAMP := $(VENV)/.installed
 .PHONY: venv demo test lint bench airflow seed emulator clean
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml constraints.txt
+# The provider (editable, with the test tools) and the development distribution in include/: the local
+# Mailchimp server and the demo warehouse, which never go into the provider's wheel.
+$(STAMP): pyproject.toml include/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -c constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' -e ./include
 	touch $(STAMP)
 
 demo: venv  ## seed the demo warehouse, start the local Mailchimp server, run the export DAG, print the report

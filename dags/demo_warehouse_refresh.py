@@ -14,7 +14,9 @@ WAREHOUSE_CONN_ID = "demo_warehouse"
 def warehouse_target(conn: Connection) -> str:
     """The seed tool's target URL for an Airflow SQLite or PostgreSQL connection."""
     if conn.conn_type == "sqlite":
-        return f"sqlite:///{conn.host}"
+        # The SQLite hook's own URL: the file path may be in the host (JSON form) or, from Airflow's URI
+        # form sqlite:///abs/path, split over host and schema.
+        return conn.get_hook().get_uri()
     user = quote(conn.login or "", safe="") + (f":{quote(conn.password, safe='')}" if conn.password else "")
     user = f"{user}@" if user else ""
     return f"postgresql://{user}{conn.host}:{conn.port or 5432}/{conn.schema}"

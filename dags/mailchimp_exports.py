@@ -56,6 +56,9 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
+        # Whatever the deployment's default: a new export sends personal data to Mailchimp, so it runs only
+        # once someone has reviewed it and unpaused it.
+        is_paused_upon_creation=True,
         tags=["mailchimp", "export"],
         doc_md=f"Defined in `{source.name}`. Audience `{definition.mailchimp.audience_id}`, segments: "
         f"{', '.join(segments)}. Manual runs: `dry_run` plans without uploading; `segments` limits the "

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEMO_DAG = "mailchimp_export__demo_vip_and_churn"
+REFRESH_DAG = "demo_warehouse_refresh"
 DEMO_KEY = "0123456789abcdef0123456789abcdef-us6"
 AUDIENCE_CONFIG = ROOT / "include" / "demo" / "mailchimp-audiences.yaml"
 POOL = ("mailchimp_api", "8", "Mailchimp allows 10 simultaneous connections per account; 2 left as head-room")
@@ -97,6 +98,17 @@ def prepare_airflow(env: dict[str, str]) -> None:
     run([str(BIN / "airflow"), "pools", "set", *POOL, "--include-deferred"], env, quiet=True)
 
 
+def unpause_demo_dags(env: dict[str, str]) -> None:
+    """New DAGs start paused (export DAGs always do, until someone has reviewed them); the demo's are
+    reviewed: parse them into Airflow's database now, then unpause them, so triggered runs start."""
+    airflow = str(BIN / "airflow")
+    if run([airflow, "dags", "reserialize"], env, quiet=True) != 0:
+        raise SystemExit("airflow dags reserialize failed")
+    for dag_id in (DEMO_DAG, REFRESH_DAG):
+        if run([airflow, "dags", "unpause", dag_id], env, quiet=True) != 0:
+            raise SystemExit(f"airflow dags unpause {dag_id} failed")
+
+
 def store_connections(env: dict[str, str]) -> dict[str, str]:
     """For the UI: keep the demo connections in Airflow's database, where they are listed and editable,
     instead of in environment variables, which the UI cannot show."""
@@ -144,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.standalone:
             print("Airflow UI: http://127.0.0.1:8080 (login details are printed by airflow standalone)")
             env = store_connections(env) | {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}  # the Test button
+            unpause_demo_dags(env)
             return run([str(BIN / "airflow"), "standalone"], env)
         code = run([str(BIN / "airflow"), "dags", "test", DEMO_DAG], env)
         report = latest_report(var)
