@@ -130,7 +130,8 @@ def _previous_fingerprints(definition: ExportDefinition, full_sync: bool) -> fro
     path = state / STATE_FILE
     if not path.exists():
         return frozenset()
-    return frozenset(staging.read_parquet(path, ["fingerprint"])["fingerprint"].to_pylist())
+    unreadable = "trigger a run with full_sync (it sends every profile once and writes the file anew)"
+    return frozenset(staging.read_parquet(path, ["fingerprint"], hint=unreadable)["fingerprint"].to_pylist())
 
 
 @fail_fast_on_user_mistakes
