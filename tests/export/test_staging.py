@@ -149,12 +149,18 @@ def test_a_write_failing_halfway_to_object_storage_leaves_the_previous_object(
     assert staging.read_text(path.parent / "report.json") == "{}"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "garbled_inside"])
 def test_a_damaged_file_names_itself_and_the_way_forward(tmp_path, damage) -> None:
     path = tmp_path / "state" / "fingerprints.parquet"
     staging.write_parquet(path, incompressible(1000))
     data = path.read_bytes()
-    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": os.urandom(500), "empty": b""}[damage])
+    damaged = {
+        "truncated": data[: len(data) // 2],
+        "garbage": os.urandom(500),
+        "empty": b"",
+        "garbled_inside": data[:100] + os.urandom(2000) + data[2100:],  # Arrow: OSError, not ArrowInvalid
+    }
+    path.write_bytes(damaged[damage])
 
     with pytest.raises(staging.StagingFileError) as failure:
         staging.read_parquet(path, hint="delete it, and the next run sends every profile again")

@@ -139,15 +139,17 @@ def write_parquet(path: Any, table: pa.Table) -> None:
 
 def read_parquet(path: Any, columns: list[str] | None = None, *, hint: str = UNREADABLE_HINT) -> pa.Table:
     """Read a staged Parquet file; a damaged one raises ``StagingFileError`` naming it, with ``hint`` as
-    the way forward. A missing file stays a ``FileNotFoundError``."""
+    the way forward. Errors of the file system itself (missing file, no permission) stay as they are."""
     try:
         if (local := local_path(path)) is not None:
             return pq.read_table(local, columns=columns)
         with path.open("rb") as handle:
             return pq.read_table(handle, columns=columns)
-    except FileNotFoundError:
-        raise
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
+        # Arrow reports a damaged file as ArrowInvalid or a bare OSError; a missing or forbidden file, or an
+        # error of the storage itself, as a subclass or with an errno: those stay as they are
+        if isinstance(exc, OSError) and (type(exc) is not OSError or exc.errno is not None):
+            raise
         raise StagingFileError(f"cannot read {path}: {_reason(exc)}. It is damaged: {hint}.", path) from None
 
 
@@ -157,12 +159,11 @@ def write_text(path: Any, text: str) -> None:
 
 
 def read_text(path: Any, *, hint: str = UNREADABLE_HINT) -> str:
+    with path.open("rb") as handle:
+        data = handle.read()
     try:
-        with path.open("rb") as handle:
-            return handle.read().decode("utf-8")
-    except FileNotFoundError:
-        raise
-    except (UnicodeDecodeError, OSError) as exc:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise StagingFileError(f"cannot read {path}: {_reason(exc)}. It is damaged: {hint}.", path) from None
 
 
