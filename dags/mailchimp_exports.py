@@ -20,7 +20,7 @@ from airflow.sdk import (
     task,
 )
 from airflow.sdk.exceptions import AirflowFailException
-from mailchimp_provider.export import steps
+from mailchimp_provider.export import cleanup, steps
 from mailchimp_provider.export.definition import DefinitionError, ExportDefinition, exports_dir, load_all
 from mailchimp_provider.operators.batch import MailchimpBatchOperator
 
@@ -83,7 +83,10 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         default_args={
             "retries": definition.retries,
             "retry_delay": timedelta(seconds=definition.retry_delay_s),
+            "on_failure_callback": cleanup.task_callback(definition.export, "failed"),
+            "on_success_callback": cleanup.task_callback(definition.export, "success"),
         },
+        on_failure_callback=cleanup.dag_callback(definition.export),  # staged personal data goes
     ) as dag:
 
         @task

@@ -9,6 +9,8 @@ from typing import Any
 import pyarrow as pa
 
 from mailchimp_provider.export.definition import ExportDefinition
+from mailchimp_provider.export.mapping import VALUE_READ_LIMIT
+from mailchimp_provider.export.validate import EMAIL_READ_LIMIT
 
 
 class WarehouseError(RuntimeError):
@@ -43,13 +45,37 @@ def source_columns(definition: ExportDefinition) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+# Profile ids are only our labels (reports, rejects); 255 characters hold any real key, a longer one is cut.
+ID_READ_LIMIT = 255
+
+
+def read_limits(definition: ExportDefinition) -> dict[str, int]:
+    """How many characters of each column the warehouse sends. One more than validation accepts, so a
+    longer value is still seen as too long; the segment column needs none (it must equal a segment)."""
+    limits = dict.fromkeys(definition.merge_field_columns().values(), VALUE_READ_LIMIT + 1)
+    limits[definition.columns.email] = max(limits.get(definition.columns.email, 0), EMAIL_READ_LIMIT + 1)
+    limits[definition.columns.id] = max(limits.get(definition.columns.id, 0), ID_READ_LIMIT)
+    limits.pop(definition.warehouse.segment_column, None)
+    return limits
+
+
+def capped(column: str, chars: int) -> str:
+    """At most ``chars`` characters of a column as text, cut by the warehouse, so one huge value never
+    reaches the worker's memory. ``substr`` and ``CAST ... AS TEXT`` are understood by SQLite, PostgreSQL,
+    Redshift, Snowflake and DuckDB. On PostgreSQL, timestamps and booleans now arrive in its text form
+    ('2026-01-01 10:00:00+00', 'true') instead of Python's; dates and numbers read the same."""
+    return f"substr(CAST({column} AS TEXT), 1, {chars})"
+
+
 def build_query(
     definition: ExportDefinition, segments: Sequence[str], placeholder: str, quote: str = ANSI_QUOTE
 ) -> tuple[str, list]:
     """The extraction SQL and its parameters: identifiers quoted, values bound, never pasted.
 
     Rows come ordered by normalised email so every row of one address is adjacent: validation can then
-    merge an address's segments into one member while streaming.
+    merge an address's segments into one member while streaming. Values are cut by the warehouse (see
+    ``read_limits``), sort keys too: SQLite sorts in the worker's process, and a sort key is held whole.
+    So profiles sharing an address come in the text order of their ids (the first one is kept).
     """
     source = definition.warehouse
 
@@ -60,13 +86,18 @@ def build_query(
         relation = q(source.table)
     else:
         relation = f"({source.query.rstrip().rstrip(';')}) AS export_source"
-    selected = ", ".join(q(column) for column in source_columns(definition))
-    email = q(definition.columns.email)
+    limits = read_limits(definition)
+    selected = ", ".join(
+        capped(q(column), limits[column]) if column in limits else q(column)
+        for column in source_columns(definition)
+    )
+    email = capped(q(definition.columns.email), limits[definition.columns.email])
+    profile_id = capped(q(definition.columns.id), limits[definition.columns.id])
     marks = ", ".join([placeholder] * len(segments))
     sql = (
         f"SELECT {selected} FROM {relation} "
         f"WHERE {q(source.segment_column)} IN ({marks}) "
-        f"ORDER BY lower(trim({email})), {q(definition.columns.id)}"
+        f"ORDER BY lower(trim({email})), {profile_id}"
     )
     return sql, list(segments)
 

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TEXT_LIMIT_BYTES = 255
+# The most of a merge-field value the warehouse is asked for (see extract.build_query). Mailchimp keeps
+# 255 bytes of text and its largest value, an address, is six such parts: 1,024 characters holds any real
+# one, with room for whitespace; a longer value is a data error, left out rather than cut. With this cap a
+# value costs at most a few KB of memory however large it is in the warehouse.
+VALUE_READ_LIMIT = 1_024
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
@@ -184,6 +189,8 @@ def map_values(plans: list[FieldPlan], row: dict[str, str | None], dropped: dict
         value = None
         if raw is not None and raw.strip():
             try:
+                if len(raw) > VALUE_READ_LIMIT:
+                    raise BadValue("value too long")
                 value = plan.convert(raw)
             except BadValue as exc:
                 key = f"{plan.tag}:{exc}"

@@ -2,18 +2,24 @@
 
 Staging holds personal data, so local files and folders are created private (0600/0700) and a
 successful run removes everything but its report. Paths may be local ``pathlib.Path`` objects or
-Airflow ``ObjectStoragePath`` objects (``s3://...``), which share the small API used here.
+Airflow ``ObjectStoragePath`` objects (``s3://...``), which share the small API used here. Every file is
+replaced atomically (see ``_replace_atomically``): a later step or run reads the old version or the new
+one, never a file torn by a full disk or a crash.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,44 +63,108 @@ def make_dir(path: Any) -> Any:
     return path
 
 
-def _private_after_write(path: Any) -> None:
-    if (local := local_path(path)) is not None:
-        local.chmod(0o600)
+class StagingFileError(RuntimeError):
+    """A staged file could not be written or read. The message names the file, what failed and what to do;
+    ``path`` is the file, for callers that want to offer their own way forward."""
+
+    def __init__(self, message: str, path: Any) -> None:
+        super().__init__(message)
+        self.path = str(path)
+
+
+UNREADABLE_HINT = "clear the task that wrote it (or the whole run) in Airflow to write it again"
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or str(exc).strip() or 'no message'}"
+
+
+def _replace_atomically(path: Any, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file so readers see the old version or the new one, never a torn mix.
+
+    Local files (``Path`` or ``file://``): a private temporary file in the same folder, flushed and
+    fsynced, then ``os.replace`` (atomic within a filesystem) and an fsync of the folder, so the rename
+    survives a power cut. Object storage has no rename, but a finished PUT is all-or-nothing; fsspec's
+    writers upload what they hold when closed, even after an error, so the object is written under a
+    temporary key and moved into place (a server-side copy, itself all-or-nothing) only once complete.
+    """
+    make_dir(path.parent)
+    try:
+        if (local := local_path(path)) is not None:
+            _replace_local(local, write)
+        else:
+            _replace_remote(path, write)
+    except Exception as exc:
+        raise StagingFileError(
+            f"could not write {path}: {_reason(exc)}. The previous version of the file, if any, is "
+            "unchanged. Free some space or fix the staging path (MAILCHIMP_EXPORT_BASE_PATH), then retry.",
+            path,
+        ) from None
+
+
+def _replace_local(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _replace_remote(path: Any, write: Callable[[BinaryIO], None]) -> None:
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with temporary.open("wb") as handle:
+            write(handle)
+        path.fs.mv(temporary.path, path.path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            temporary.unlink()
+        raise
 
 
 def write_parquet(path: Any, table: pa.Table) -> None:
-    make_dir(path.parent)
-    if (local := local_path(path)) is not None:
-        fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-        return
-    with path.open("wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
+    _replace_atomically(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
 
 
-def read_parquet(path: Any, columns: list[str] | None = None) -> pa.Table:
-    if (local := local_path(path)) is not None:
-        return pq.read_table(local, columns=columns)
-    with path.open("rb") as handle:
-        return pq.read_table(handle, columns=columns)
+def read_parquet(path: Any, columns: list[str] | None = None, *, hint: str = UNREADABLE_HINT) -> pa.Table:
+    """Read a staged Parquet file; a damaged one raises ``StagingFileError`` naming it, with ``hint`` as
+    the way forward. Errors of the file system itself (missing file, no permission) stay as they are."""
+    try:
+        if (local := local_path(path)) is not None:
+            return pq.read_table(local, columns=columns)
+        with path.open("rb") as handle:
+            return pq.read_table(handle, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        # Arrow reports a damaged file as ArrowInvalid or a bare OSError; a missing or forbidden file, or an
+        # error of the storage itself, as a subclass or with an errno: those stay as they are
+        if isinstance(exc, OSError) and (type(exc) is not OSError or exc.errno is not None):
+            raise
+        raise StagingFileError(f"cannot read {path}: {_reason(exc)}. It is damaged: {hint}.", path) from None
 
 
 def write_text(path: Any, text: str) -> None:
-    make_dir(path.parent)
-    if (local := local_path(path)) is not None:
-        fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        return
-    with path.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-    _private_after_write(path)
+    data = text.encode("utf-8")
+    _replace_atomically(path, lambda handle: handle.write(data))
 
 
-def read_text(path: Any) -> str:
-    with path.open("r", encoding="utf-8") as handle:
-        return handle.read()
+def read_text(path: Any, *, hint: str = UNREADABLE_HINT) -> str:
+    with path.open("rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StagingFileError(f"cannot read {path}: {_reason(exc)}. It is damaged: {hint}.", path) from None
 
 
 def remove_tree(path: Any) -> None:

@@ -7,7 +7,6 @@ import datetime as dt
 import functools
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -17,7 +16,7 @@ import pyarrow.compute as pc
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowFailException
 
-from mailchimp_provider.export import pipeline, staging
+from mailchimp_provider.export import cleanup, pipeline, staging
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
     TooManyProfiles,
@@ -35,7 +34,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 STATE_FILE = "fingerprints.parquet"
 PREPARE_SUMMARY = "prepare.json"
-REJECTS_RETENTION_DAYS_ENV = "MAILCHIMP_EXPORT_RETENTION_DAYS"
 
 
 _USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles)
@@ -70,6 +68,7 @@ def _timed(started: float) -> float:
 def check_audience(definition: ExportDefinition, run_id: str) -> dict:
     """Gate and snapshot: consent and permission first, then the audience's settings and archived members."""
     started = time.monotonic()
+    cleanup.purge_expired_runs(definition.export)  # on every run, not only after successful ones
     hook = MailchimpHook(definition.mailchimp.conn_id)
     hook.config.check_usable_for(definition.export, definition.dag_id)
     list_id = definition.mailchimp.audience_id
@@ -131,7 +130,8 @@ def _previous_fingerprints(definition: ExportDefinition, full_sync: bool) -> fro
     path = state / STATE_FILE
     if not path.exists():
         return frozenset()
-    return frozenset(staging.read_parquet(path, ["fingerprint"])["fingerprint"].to_pylist())
+    unreadable = "trigger a run with full_sync (it sends every profile once and writes the file anew)"
+    return frozenset(staging.read_parquet(path, ["fingerprint"], hint=unreadable)["fingerprint"].to_pylist())
 
 
 def _count_unchanged(paths: RunPaths, previous: frozenset[int]) -> int:
@@ -241,8 +241,7 @@ def reconcile_run(
     staging.write_text(paths.report_summary, report.summary() + "\n")
     log.info("%s\nReport: %s", report.summary(), paths.report)
     paths.cleanup_personal_data()
-    retention = float(os.environ.get(REJECTS_RETENTION_DAYS_ENV, "30"))
-    staging.purge_old_runs(staging.base_path(), definition.export, retention)
+    cleanup.purge_expired_runs(definition.export)
     return {
         "report": str(paths.report),
         "created": report.created,

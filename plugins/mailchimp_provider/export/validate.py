@@ -18,6 +18,10 @@ class Reason(StrEnum):
     MISSING_REQUIRED_MERGE_FIELD = "missing_required_merge_field"
 
 
+# The most of an address the warehouse is asked for (see extract.build_query). Mailchimp takes at most 254
+# characters; 320 (64 + "@" + 255, RFC 3696's old maximum) leaves room for whitespace that is trimmed.
+EMAIL_READ_LIMIT = 320
+
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -43,6 +47,8 @@ def normalise_email(raw: str | None) -> EmailCheck:
     """
     if raw is None or not raw.strip():
         return EmailCheck(None, Reason.MISSING_EMAIL, "email is empty")
+    if len(raw) > EMAIL_READ_LIMIT:
+        return EmailCheck(None, Reason.INVALID_EMAIL, f"email is longer than {EMAIL_READ_LIMIT} characters")
     email = raw.strip()
     plain = _PLAIN.fullmatch(email)
     if plain and len(plain.group(1)) <= 64 and len(email) <= 254:
