@@ -185,15 +185,21 @@ class Service:
         self.proc.wait()
         self.proc = None
 
+    def terminate(self) -> None:
+        """SIGTERM the group; `stop` waits for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the group, SIGKILL what is left after `timeout`."""
         if self.proc is None:
             return
+        self.terminate()
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout)
-        except ProcessLookupError:
-            pass
         except subprocess.TimeoutExpired:
             pass
         try:
@@ -304,14 +310,18 @@ class AirflowDeployment:
             config={"audiences": audiences, "batch_pace": float(os.environ.get("SVC_PACE", "0.5"))},
         ).start()
         warehouse = f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{self.warehouse_db}"
-        subprocess.run(
+        seed = subprocess.Popen(  # beside the metadata migration
             [str(BIN / "seed-demo-warehouse"), "--target", warehouse, "--profiles", str(warehouse_profiles)]
             + ["--seed", "7"],
-            check=True,
-            capture_output=True,
-            timeout=120,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-        self.airflow("db", "migrate", timeout=300)
+        try:
+            self.airflow("db", "migrate", timeout=300)
+        finally:
+            _, seed_errors = seed.communicate(timeout=300)
+        if seed.returncode != 0:
+            raise ServicesError(f"seeding the demo warehouse failed:\n{seed_errors.decode()}")
         self.airflow("pools", "set", POOL, "8", "Mailchimp connections", "--include-deferred")
         mailchimp = {
             "conn_type": "mailchimp",
@@ -376,8 +386,11 @@ class AirflowDeployment:
         wait_until(f"Celery {name} to be ready", ready, timeout)
 
     def stop(self) -> None:
-        for service in reversed(list(self.services.values())):
-            service.stop()
+        for service in self.services.values():  # all at once: Celery's warm shutdown takes a while
+            service.terminate()
+        deadline = time.monotonic() + 30
+        for service in self.services.values():
+            service.stop(timeout=max(0.0, deadline - time.monotonic()))
         if self.emulator is not None:
             self.emulator.stop()
         self._session.close()
@@ -411,6 +424,17 @@ class AirflowDeployment:
 
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"dags/{dag_id}", json={"is_paused": False})
+
+    def pause(self, dag_id: str) -> None:
+        self.api("PATCH", f"dags/{dag_id}", json={"is_paused": True})
+
+    def wait_idle(self, dag_ids: list[str], timeout: float) -> None:
+        """Until none of these DAGs has a queued or running run."""
+
+        def idle() -> bool:
+            return all(r["state"] in TERMINAL for dag_id in dag_ids for r in self.runs(dag_id))
+
+        wait_until(f"no active runs of {', '.join(dag_ids)}", idle, timeout, every=1)
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         run = self.api("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
