@@ -414,10 +414,15 @@ class AirflowDeployment:
         self._session.headers["Authorization"] = f"Bearer {self.token}"
 
     def _get_ok(self, path: str) -> bool:
-        return self._session.get(f"{self.base_url}/api/v2/{path}", timeout=10).status_code == 200
+        return self.request("GET", path).status_code == 200
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """A REST API v2 call as the admin user, whatever its answer."""
+        return self._session.request(method, f"{self.base_url}/api/v2/{path}", timeout=60, **kwargs)
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        answer = self._session.request(method, f"{self.base_url}/api/v2/{path}", timeout=30, **kwargs)
+        """A REST API v2 call that must succeed; its JSON answer."""
+        answer = self.request(method, path, **kwargs)
         if answer.status_code >= 400:
             raise ServicesError(f"{method} /api/v2/{path} -> {answer.status_code}: {answer.text[:500]}")
         return answer.json() if answer.content else None
@@ -450,10 +455,6 @@ class AirflowDeployment:
         path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances"
         return self.api("GET", path, params={"limit": 1000})["task_instances"]
 
-    def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[dict]:
-        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries"
-        return self.api("GET", path)["task_instances"]
-
     def wait_run(
         self, dag_id: str, run_id: str, timeout: float, on_poll: Callable[[], None] | None = None
     ) -> dict:
@@ -464,16 +465,6 @@ class AirflowDeployment:
             return run if run["state"] in TERMINAL else None
 
         return wait_until(f"run {run_id} of {dag_id} to finish", finished, timeout, every=1)
-
-    def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
-        path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
-        answer = self._session.get(
-            f"{self.base_url}/api/v2/{path}",
-            params={"map_index": map_index, "full_content": True},
-            headers={"Accept": "text/plain"},
-            timeout=30,
-        )
-        return answer.text
 
     def emulator_batches(self) -> dict[str, str]:
         """Every batch the local Mailchimp server has received: id -> status."""

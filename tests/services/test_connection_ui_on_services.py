@@ -13,7 +13,7 @@ pytestmark = pytest.mark.services
 
 
 def _test(deployment: AirflowDeployment, body: dict) -> tuple[int, dict]:
-    answer = deployment._session.post(f"{deployment.base_url}/api/v2/connections/test", json=body, timeout=60)
+    answer = deployment.request("POST", "connections/test", json=body)
     return answer.status_code, answer.json()
 
 

@@ -146,7 +146,7 @@ def test_killed_worker_mid_upload_then_restarted(airflow_services: AirflowDeploy
     victim = wait_until("an upload running with its batch submitted", submitted_upload, 180, every=0.2)
     airflow_services.kill_worker(victim["hostname"])
     airflow_services.emulator.clear_faults()
-    time.sleep(5)
+    time.sleep(5)  # down for a while, as a crashed machine would be
     airflow_services.restart_worker(victim["hostname"])
 
     run = airflow_services.wait_run(dag_id, run_id, timeout=240)
