@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench airflow seed emulator clean
+.PHONY: venv demo test test-services lint bench airflow seed emulator clean
 
 venv: $(STAMP)
 # The provider (editable, with the test tools) and the development distribution in include/: the local
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml include/pyproject.toml constraints.txt
 demo: venv  ## seed the demo warehouse, start the local Mailchimp server, run the export DAG, print the report
 	$(PY) scripts/demo.py $(ARGS)
 
-test: venv  ## the whole test suite (PostgreSQL tests skip when no server is reachable, fail under CI)
+test: venv  ## the test suite (PostgreSQL tests skip when no server is reachable, fail under CI)
 	$(PY) -m pytest $(ARGS)
+
+test-services: venv  ## a real Airflow deployment (Celery, Redis, PostgreSQL) and the UI in headless Chromium
+	$(PY) -m pytest -m "services or browser" tests/services $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

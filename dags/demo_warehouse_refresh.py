@@ -28,6 +28,7 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
+    max_active_runs=1,  # two refreshes at once would rewrite the same tables
     tags=["demo", "warehouse"],
 ):
 

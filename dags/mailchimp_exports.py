@@ -71,6 +71,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
                 segments,
                 type="array",
                 items={"type": "string", "enum": segments},
+                examples=segments,  # the Trigger form shows a multi-select of exactly these
                 minItems=1,
                 description="Export only these segments.",
             ),
@@ -137,6 +138,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             task_id="upload_and_poll",
             mailchimp_conn_id=definition.mailchimp.conn_id,
             pool=MAILCHIMP_POOL,
+            deferrable=True,  # a batch waits in the triggerer, not on a worker slot
             poll_interval=definition.poll_interval_s,
             timeout=definition.batch_timeout_s,
         ).expand_kwargs(jobs)

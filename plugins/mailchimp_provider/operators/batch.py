@@ -17,6 +17,11 @@ from mailchimp_provider.hooks.mailchimp import MailchimpHook
 from mailchimp_provider.triggers.batch import MailchimpBatchTrigger, batch_summary
 
 GONE = "gone"
+# The triggerer's first poll comes no sooner than this after deferring. A batch already finished would
+# otherwise resume the task before the scheduler has seen the worker end the deferring attempt, and Airflow
+# 3.3 then fails the resumed attempt as "state changed externally" (a spurious retry whose resumed attempt
+# gets 404s): apache/airflow#72716, fix pending in PR #72767. Drop it once a release carries that fix.
+RESUME_NOT_BEFORE_S = 10.0
 
 
 class MailchimpBatchTimeout(RuntimeError):
@@ -106,7 +111,13 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
         deadline = self._deadline(batch)
         if self.deferrable:
             self.defer(
-                trigger=MailchimpBatchTrigger(self.mailchimp_conn_id, batch_id, self.poll_interval, deadline),
+                trigger=MailchimpBatchTrigger(
+                    self.mailchimp_conn_id,
+                    batch_id,
+                    self.poll_interval,
+                    deadline,
+                    not_before=time.time() + max(self.poll_interval, RESUME_NOT_BEFORE_S),
+                ),
                 method_name="execute_complete",
             )
         while not BatchStatus(batch["status"]).is_terminal():

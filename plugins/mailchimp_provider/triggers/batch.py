@@ -30,18 +30,27 @@ def batch_summary(batch: dict) -> dict:
 
 
 class MailchimpBatchTrigger(BaseTrigger):
-    """Poll ``GET /batches/{id}`` until the batch finishes or ``deadline`` (epoch seconds) passes.
+    """Poll ``GET /batches/{id}`` until the batch finishes or ``deadline`` (epoch seconds) passes; the first
+    poll not before ``not_before`` (epoch seconds).
 
     Events: ``{"status": "finished", "batch": {...}}``, ``{"status": "timeout", "batch_id",
     "last_status"}`` or ``{"status": "error", "batch_id", "message"}``.
     """
 
-    def __init__(self, mailchimp_conn_id: str, batch_id: str, poll_interval: float, deadline: float) -> None:
+    def __init__(
+        self,
+        mailchimp_conn_id: str,
+        batch_id: str,
+        poll_interval: float,
+        deadline: float,
+        not_before: float = 0.0,
+    ) -> None:
         super().__init__()
         self.mailchimp_conn_id = mailchimp_conn_id
         self.batch_id = batch_id
         self.poll_interval = poll_interval
         self.deadline = deadline
+        self.not_before = not_before  # epoch seconds of the first poll (see MailchimpBatchOperator)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -51,12 +60,14 @@ class MailchimpBatchTrigger(BaseTrigger):
                 "batch_id": self.batch_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
+                "not_before": self.not_before,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = MailchimpAsyncHook(self.mailchimp_conn_id)
         last_status = "unknown"
+        await asyncio.sleep(max(0.0, self.not_before - time.time()))
         try:
             while True:
                 batch = await hook.get_batch(self.batch_id)
