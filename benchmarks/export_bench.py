@@ -255,8 +255,14 @@ def naive(server: Any, paths: Any, sample: int) -> float:
 def export_once(
     warehouse: Warehouse, workdir: Path, profiles: int
 ) -> tuple[list[Stage], Any, Any, list[int]]:
-    from mailchimp_provider.export.pipeline import chunk_in_staging, extract_to_staging, prepare_in_staging
+    from mailchimp_provider.export.pipeline import (
+        chunk_in_staging,
+        extract_to_staging,
+        plan_in_staging,
+        prepare_in_staging,
+    )
     from mailchimp_provider.export.staging import RunPaths
+    from mailchimp_provider.export.state import ExportState
 
     d = definition(profiles)
     paths = RunPaths(workdir / f"staging-{warehouse.kind}")
@@ -264,13 +270,18 @@ def export_once(
     conn, cursor = warehouse.cursor()
     placeholder, quote = warehouse.placeholder_and_quote
     extract, _ = measure(
-        "extract", profiles, lambda: extract_to_staging(paths, d, d.segments, cursor, placeholder, quote)
+        "extract", profiles, lambda: extract_to_staging(paths, d, d.segment_names, cursor, placeholder, quote)
     )
     conn.close()
     prepare, prepared = measure(
         "validate and map", profiles, lambda: prepare_in_staging(paths, d, audience())
     )
-    chunk, jobs = measure("chunk", prepared.accepted, lambda: chunk_in_staging(paths, d))
+
+    def plan_and_chunk() -> list[int]:  # a first export: nothing owned yet, everyone is sent
+        plan_in_staging(paths, d, ExportState(), d.segment_names)
+        return chunk_in_staging(paths, d)[0]
+
+    chunk, jobs = measure("chunk", prepared.accepted, plan_and_chunk)
     return [extract, prepare, chunk], paths, prepared, jobs
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mailchimp_provider.export import staging
-from mailchimp_provider.export.chunk import JobWriter, chunk_members
+from mailchimp_provider.export.chunk import PLAN_COLUMNS, JobWriter, chunk_plan
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
     ExtractResult,
@@ -20,8 +20,10 @@ from mailchimp_provider.export.extract import (
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
+from mailchimp_provider.export.plan import Planner, PlanSettings, PlanSummary
 from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSettings
 from mailchimp_provider.export.staging import RunPaths
+from mailchimp_provider.export.state import ExportState
 
 
 def read_parts(directory: Any) -> Iterator[pa.Table]:
@@ -72,6 +74,7 @@ def prepare_in_staging(
         status_if_new=status_for_new_members(definition, audience),
         tag_segments=definition.mailchimp.tag_segments,
         archived_hashes=archived,
+        segment_tags=definition.segment_tags(),
     )
     for directory in (paths.members_dir, paths.rejects_dir):
         staging.remove_tree(directory)
@@ -90,21 +93,63 @@ def prepare_in_staging(
     return result
 
 
-def unsent_members(paths: RunPaths, unchanged: frozenset[int]) -> Iterator[pa.Table]:
-    """Member parts without those whose fingerprint is in ``unchanged``."""
-    skip = pa.array(list(unchanged), pa.int64())
-    for table in read_parts(paths.members_dir):
-        yield table.filter(pc.invert(pc.is_in(table["fingerprint"], value_set=skip)))
+def segment_rows(paths: RunPaths, definition: ExportDefinition) -> dict[str, int]:
+    """Rows the warehouse returned per segment (rows of rejected profiles included)."""
+    counts: dict[str, int] = {}
+    for path in staging.sorted_files(paths.extract_dir, ".parquet"):
+        column = staging.read_parquet(path, [definition.warehouse.segment_column]).column(0)
+        for item in pc.value_counts(column).to_pylist():
+            if item["values"] is not None:
+                counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+    return counts
+
+
+def _ids(directory: Any) -> pa.Array:
+    arrays = [
+        staging.read_parquet(path, ["profile_id"])["profile_id"].combine_chunks()
+        for path in staging.sorted_files(directory, ".parquet")
+    ]
+    return pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
+
+
+def plan_in_staging(
+    paths: RunPaths,
+    definition: ExportDefinition,
+    state: ExportState,
+    segments: list[str],
+    full_sync: bool = False,
+) -> PlanSummary:
+    """Plan every accepted profile and every owned leaver against the export's state."""
+    staging.remove_tree(paths.plan_dir)
+    settings = PlanSettings(
+        segments=segments,
+        segment_tags=definition.segment_tags(),
+        tag_segments=definition.mailchimp.tag_segments,
+        on_leave=definition.on_leave,
+        full_sync=full_sync,
+    )
+    accepted = _ids(paths.members_dir)
+    read = pa.concat_arrays([accepted, _ids(paths.rejects_dir)])
+    planner = Planner(settings, state, lambda i, t: staging.write_parquet(paths.part(paths.plan_dir, i), t))
+    return planner.run(read_parts(paths.members_dir), accepted, read)
 
 
 def chunk_in_staging(
-    paths: RunPaths, definition: ExportDefinition, unchanged: frozenset[int] = frozenset()
-) -> list[int]:
+    paths: RunPaths, definition: ExportDefinition, tag_ids: dict[str, int] | None = None
+) -> tuple[list[int], list[int]]:
+    """Phase 1 (members) and phase 2 (tags) jobs from the plan."""
     staging.remove_tree(paths.jobs_dir)
-    writer = JobWriter(
+    members = JobWriter(
         write_operations=lambda job, text: staging.write_text(paths.job_operations(job), text),
         write_index=lambda job, table: staging.write_parquet(paths.job_index(job), table),
     )
-    return chunk_members(
-        unsent_members(paths, unchanged), definition.mailchimp.audience_id, definition.job_size, writer
+    tags = JobWriter(
+        write_operations=lambda job, text: staging.write_text(paths.tag_job_operations(job), text),
+        write_index=lambda job, table: staging.write_parquet(paths.tag_job_index(job), table),
+    )
+    plan = (
+        staging.read_parquet(path, PLAN_COLUMNS) for path in staging.sorted_files(paths.plan_dir, ".parquet")
+    )
+    return chunk_plan(
+        plan, definition.mailchimp.audience_id, definition.job_size, members, tags, tag_ids or {}
     )
