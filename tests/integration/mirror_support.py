@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk import ObjectStoragePath
 from mailchimp_provider.export import steps
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.staging import read_text, write_parquet
@@ -125,12 +126,12 @@ def add_by_hand(list_id: str, email: str, status: str = "subscribed") -> None:
 def run_batch(job: dict, deadline_s: float = 120) -> dict:
     """One job as the operator runs it: submit, wait, stage the results."""
     hook = MailchimpHook()
-    batch_id = hook.submit_batch(read_text(Path(job["operations_path"])))["id"]
+    batch_id = hook.submit_batch(read_text(ObjectStoragePath(job["operations_path"])))["id"]
     deadline = time.monotonic() + deadline_s
     while (batch := hook.get_batch(batch_id))["status"] != "finished":
         assert time.monotonic() < deadline, f"batch {batch_id} did not finish"
         time.sleep(0.1)
-    write_parquet(Path(job["results_path"]), hook.fetch_batch_results(batch_id))
+    write_parquet(ObjectStoragePath(job["results_path"]), hook.fetch_batch_results(batch_id))
     return batch_summary(batch)
 
 
@@ -175,4 +176,4 @@ class StepRun:
             if name not in self.done:
                 getattr(self, name)()
         result = steps.reconcile_run(self.d, self.run_id, self.dry_run, self.uploads, {}, self.tag_uploads)
-        return json.loads(Path(result["report"]).read_text())
+        return json.loads(read_text(ObjectStoragePath(result["report"])))

@@ -165,13 +165,26 @@ def _single_outcome(action: str, code: int, response: str) -> tuple[str, str | N
     if action == EMAIL_CHANGE:
         if code < 400:
             return EMAIL_CHANGED, None
-        title = _error_title(response)
-        if title == "Member Exists":
+        if code == 400 and _address_taken(response):
             return EMAIL_CHANGE_CONFLICT, "the new address is already a member of the audience"
-        return FAILED, title
+        return FAILED, _error_title(response)
     if code < 400 or code == 404:  # 404: the member is already gone
         return ARCHIVED, None
     return FAILED, _error_title(response)
+
+
+def _address_taken(response: str) -> bool:
+    """Mailchimp refuses an address change to an address the audience has: "Member Exists", or
+    "Invalid Resource" with "... is already in this list ..." on the email_address field."""
+    try:
+        problem = json.loads(response)
+    except ValueError:
+        return False
+    if not isinstance(problem, dict):
+        return False
+    texts = [str(problem.get("detail") or "")]
+    texts += [str(e.get("message") or "") for e in problem.get("errors") or [] if isinstance(e, dict)]
+    return problem.get("title") == "Member Exists" or any("already" in t.lower() for t in texts)
 
 
 def tag_outcomes(index: pa.Table, results: pa.Table) -> list[tuple[str, str, str, str, str | None]]:
