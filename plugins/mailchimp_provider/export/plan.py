@@ -24,6 +24,7 @@ UPSERT, EMAIL_CHANGE, ARCHIVE, TAGS, NONE = "upsert", "email_change", "archive",
 UNCHANGED, LEFT_KEPT, UNTAGGED, ARCHIVED = "unchanged", "left_kept", "untagged", "archived"
 EMAIL_CHANGED, EMAIL_CHANGE_CONFLICT, FAILED = "email_changed", "email_change_conflict", "failed"
 UPDATED = "updated"
+IN_TRANSIT = "the address moves away from another profile in this run; it is sent next run"
 
 TAGS_TYPE = pa.list_(pa.string())
 PLAN_SCHEMA = pa.schema(
@@ -167,8 +168,7 @@ class Planner:
             if self.accepted_owner[i_hash]:
                 # the address's owner moves to another address in this same run and the batch order is
                 # undefined: this profile waits for the next run
-                detail = "the address is being changed away by another profile in this run; sent next run"
-                return self._local(row, None, FAILED, detail, segs)
+                return self._local(row, None, FAILED, IN_TRANSIT, segs)
             prev = hash_owner  # a new profile took over an owned member's address
             self.consumed[i_hash] = pid
         self._count_segments(prev, segs)
@@ -179,6 +179,8 @@ class Planner:
         add = sorted(set(tags) if dirty else set(tags) - set(prev_tags))
         remove = sorted((set(prev_tags) & self.scope_tags) - set(tags))
         if prev["subscriber_hash"] != mhash:
+            if i_hash is not None and hash_owner["profile_id"] != pid and self.accepted_owner[i_hash]:
+                return self._local(row, prev, FAILED, IN_TRANSIT, segs)
             if i_hash is not None and hash_owner["profile_id"] != pid:
                 return self._local(
                     row,

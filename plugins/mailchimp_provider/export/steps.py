@@ -26,7 +26,7 @@ from mailchimp_provider.export.extract import (
     identifier_quote,
 )
 from mailchimp_provider.export.mapping import Audience, MappingError, MergeField, plan_fields
-from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, check_removals
+from mailchimp_provider.export.plan import IN_TRANSIT, PLAN_SCHEMA, UNCHANGED, check_removals
 from mailchimp_provider.export.reconcile import RunReport, job_outcomes, settle_all, tag_outcomes
 from mailchimp_provider.export.staging import RunPaths
 from mailchimp_provider.export.state import ExportState, StateError, StateStore
@@ -387,7 +387,7 @@ def reconcile_run(
         report.planned = plan["to_send"]
         for outcome, count in plan["outcomes"].items():
             if outcome == "failed":
-                report.failed_at_mailchimp["not sent: address moves in this run"] = count
+                report.failed_at_mailchimp[IN_TRANSIT] = count
             else:
                 setattr(report, outcome, getattr(report, outcome) + count)
     else:
