@@ -20,8 +20,9 @@ from mailchimp_provider.export.extract import (
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
-from mailchimp_provider.export.plan import Planner, PlanSettings, PlanSummary
+from mailchimp_provider.export.plan import PLAN_SCHEMA, Planner, PlanSettings, PlanSummary
 from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSettings
+from mailchimp_provider.export.reconcile import ReadBack, job_outcomes, settle_all, tag_outcomes
 from mailchimp_provider.export.staging import RunPaths
 from mailchimp_provider.export.state import ExportState
 
@@ -153,3 +154,63 @@ def chunk_in_staging(
     return chunk_plan(
         plan, definition.mailchimp.audience_id, definition.job_size, members, tags, tag_ids or {}
     )
+
+
+def _read_plan(paths: RunPaths) -> Iterator[dict]:
+    columns = [c for c in PLAN_SCHEMA.names if c != "body"]
+    for path in staging.sorted_files(paths.plan_dir, ".parquet"):
+        yield from staging.read_parquet(path, columns).to_pylist()
+
+
+def _phase1_results(paths: RunPaths) -> dict[str, tuple[str, str | None]]:
+    results: dict[str, tuple[str, str | None]] = {}
+    for job, index_path in enumerate(staging.sorted_files(paths.jobs_dir, ".index.parquet")):
+        if not index_path.name.startswith("job-"):
+            continue
+        outcomes_path = paths.job_outcomes(job)
+        index = staging.read_parquet(index_path)
+        if outcomes_path.exists():
+            outcomes = job_outcomes(index, staging.read_parquet(outcomes_path))
+        else:  # the upload left no results: every answer is unknown, to be read back
+            outcomes = job_outcomes(index, pa.table({"operation_id": [], "status_code": [], "response": []}))
+        for pid, outcome, error in zip(
+            outcomes["profile_id"].to_pylist(),
+            outcomes["outcome"].to_pylist(),
+            outcomes["error"].to_pylist(),
+            strict=True,
+        ):
+            results[pid] = (outcome, error)
+    return results
+
+
+def _phase2_results(paths: RunPaths) -> dict[str, list]:
+    results: dict[str, list] = {}
+    files = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("tags-")]
+    for job, index_path in enumerate(files):
+        outcomes_path = paths.tag_job_outcomes(job)
+        results_table = (
+            staging.read_parquet(outcomes_path)
+            if outcomes_path.exists()
+            else pa.table({"operation_id": [], "status_code": [], "response": []})
+        )
+        for pid, action, tag, status, error in tag_outcomes(staging.read_parquet(index_path), results_table):
+            results.setdefault(pid, []).append((action, tag, status, error))
+    return results
+
+
+def settle_in_staging(paths: RunPaths, read_back: ReadBack) -> tuple[pa.Table, pa.Table]:
+    """Every planned profile's outcome and state row, from the plan and both phases' results."""
+    return settle_all(_read_plan(paths), _phase1_results(paths), _phase2_results(paths), read_back)
+
+
+def touched_ids(paths: RunPaths) -> pa.Array:
+    """Profile ids whose state rows the run replaces: every planned profile, and the owner of an
+    address a new profile took over."""
+    arrays = []
+    for path in staging.sorted_files(paths.plan_dir, ".parquet"):
+        table = staging.read_parquet(path, ["profile_id", "prev_profile_id"])
+        arrays += [
+            table["profile_id"].combine_chunks(),
+            table["prev_profile_id"].drop_null().combine_chunks(),
+        ]
+    return pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())

@@ -10,7 +10,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import pyarrow as pa
@@ -26,8 +26,8 @@ from mailchimp_provider.export.extract import (
     identifier_quote,
 )
 from mailchimp_provider.export.mapping import Audience, MappingError, MergeField, plan_fields
-from mailchimp_provider.export.plan import IN_TRANSIT, PLAN_SCHEMA, UNCHANGED, check_removals
-from mailchimp_provider.export.reconcile import RunReport, job_outcomes, settle_all, tag_outcomes
+from mailchimp_provider.export.plan import IN_TRANSIT, UNCHANGED, check_removals
+from mailchimp_provider.export.reconcile import RunReport
 from mailchimp_provider.export.staging import RunPaths
 from mailchimp_provider.export.state import ExportState, StateError, StateStore
 from mailchimp_provider.hooks.errors import MailchimpApiError, MailchimpConfigError
@@ -320,48 +320,6 @@ def _write_report(paths: RunPaths, report: RunReport) -> None:
     log.info("%s\nReport: %s", report.summary(), paths.report)
 
 
-def _read_plan(paths: RunPaths) -> Iterator[dict]:
-    columns = [c for c in PLAN_SCHEMA.names if c != "body"]
-    for path in staging.sorted_files(paths.plan_dir, ".parquet"):
-        yield from staging.read_parquet(path, columns).to_pylist()
-
-
-def _phase1_results(paths: RunPaths) -> dict[str, tuple[str, str | None]]:
-    results: dict[str, tuple[str, str | None]] = {}
-    for job, index_path in enumerate(staging.sorted_files(paths.jobs_dir, ".index.parquet")):
-        if not index_path.name.startswith("job-"):
-            continue
-        outcomes_path = paths.job_outcomes(job)
-        index = staging.read_parquet(index_path)
-        if outcomes_path.exists():
-            outcomes = job_outcomes(index, staging.read_parquet(outcomes_path))
-        else:  # the upload left no results: every answer is unknown, to be read back
-            outcomes = job_outcomes(index, pa.table({"operation_id": [], "status_code": [], "response": []}))
-        for pid, outcome, error in zip(
-            outcomes["profile_id"].to_pylist(),
-            outcomes["outcome"].to_pylist(),
-            outcomes["error"].to_pylist(),
-            strict=True,
-        ):
-            results[pid] = (outcome, error)
-    return results
-
-
-def _phase2_results(paths: RunPaths) -> dict[str, list]:
-    results: dict[str, list] = {}
-    files = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("tags-")]
-    for job, index_path in enumerate(files):
-        outcomes_path = paths.tag_job_outcomes(job)
-        results_table = (
-            staging.read_parquet(outcomes_path)
-            if outcomes_path.exists()
-            else pa.table({"operation_id": [], "status_code": [], "response": []})
-        )
-        for pid, action, tag, status, error in tag_outcomes(staging.read_parquet(index_path), results_table):
-            results.setdefault(pid, []).append((action, tag, status, error))
-    return results
-
-
 def reconcile_run(
     definition: ExportDefinition,
     run_id: str,
@@ -393,11 +351,8 @@ def reconcile_run(
     else:
         hook = MailchimpHook(definition.mailchimp.conn_id)
         list_id = definition.mailchimp.audience_id
-        outcomes, rows = settle_all(
-            _read_plan(paths),
-            _phase1_results(paths),
-            _phase2_results(paths),
-            lambda member_hash: hook.get_member(list_id, member_hash),
+        outcomes, rows = pipeline.settle_in_staging(
+            paths, lambda member_hash: hook.get_member(list_id, member_hash)
         )
         report.add_outcomes(outcomes)
         failed = outcomes.filter(
@@ -405,7 +360,7 @@ def reconcile_run(
         )
         if failed.num_rows:
             staging.write_parquet(paths.root / "mailchimp_rejects.parquet", failed)
-        touched = _touched(paths)
+        touched = pipeline.touched_ids(paths)
         segments = {s: prepared["segment_rows"].get(s, 0) for s in prepared["segments"]}
         generation, merged = state_store(definition).commit(
             plan["generation"], touched, rows, segments, definition.segment_tags(), run_id
@@ -433,19 +388,6 @@ def reconcile_run(
         "rejected": report.rejected_total,
         "failed": report.failed_total,
     }
-
-
-def _touched(paths: RunPaths) -> pa.Array:
-    """Profile ids whose state rows the run replaces: every planned profile, and the owner of an
-    address a new profile took over."""
-    arrays = []
-    for path in staging.sorted_files(paths.plan_dir, ".parquet"):
-        table = staging.read_parquet(path, ["profile_id", "prev_profile_id"])
-        arrays += [
-            table["profile_id"].combine_chunks(),
-            table["prev_profile_id"].drop_null().combine_chunks(),
-        ]
-    return pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
 
 
 def _failure(definition: ExportDefinition, report: RunReport, sent: int) -> str | None:
