@@ -83,13 +83,18 @@ class _Jobs:
     def next_id(self) -> str:
         return operation_id(len(self.jobs), len(self.lines), self.phase)
 
-    def add(self, line: str, rows: list[tuple], weight: int) -> None:
-        """One operation and its index rows (operation_id, profile_id, email, hash, action, tag)."""
+    def add(self, line: str, op_id: str, action: str, rows: list[tuple], tag: str | None = None) -> None:
+        """One operation and its profiles' (profile_id, email, subscriber_hash) index rows."""
         self.lines.append(line)
-        for row in rows:
-            for name, value in zip(INDEX_SCHEMA.names, row, strict=True):
-                self.index[name].append(value)
-        self.weight += weight
+        n = len(rows)
+        self.index["operation_id"] += [op_id] * n
+        self.index["action"] += [action] * n
+        self.index["tag"] += [tag] * n
+        for name, values in zip(
+            ("profile_id", "email", "subscriber_hash"), zip(*rows, strict=True), strict=True
+        ):
+            self.index[name] += values
+        self.weight += n
         if self.weight >= self.ops_per_job * MEMBERS_PER_OPERATION:
             self.flush()
 
@@ -126,7 +131,7 @@ def chunk_plan(
     def emit_upserts() -> None:
         op_id = phase1.next_id()
         line = batch_subscribe_operation(audience_id, op_id, [p[3] for p in pending])
-        phase1.add(line, [(op_id, pid, email, h, UPSERT, None) for pid, email, h, _ in pending], len(pending))
+        phase1.add(line, op_id, UPSERT, [p[:3] for p in pending])
         pending.clear()
 
     def emit_tag(tag: str, kind: str) -> None:
@@ -135,7 +140,7 @@ def chunk_plan(
         field = "members_to_add" if kind == TAG_ADD else "members_to_remove"
         body = json.dumps({field: [email for _, email, _ in entries]}, ensure_ascii=False)
         line = _operation("POST", f"/lists/{audience_id}/segments/{tag_ids[tag]}", op_id, body)
-        phase2.add(line, [(op_id, pid, email, h, kind, tag) for pid, email, h in entries], len(entries))
+        phase2.add(line, op_id, kind, entries, tag)
 
     for table in plan_parts:
         columns = [table[name].to_pylist() for name in PLAN_COLUMNS]
@@ -147,11 +152,11 @@ def chunk_plan(
             elif action == EMAIL_CHANGE:
                 op_id = phase1.next_id()
                 line = _operation("PATCH", f"/lists/{audience_id}/members/{old_hash}", op_id, body)
-                phase1.add(line, [(op_id, pid, email, mhash, EMAIL_CHANGE, None)], 1)
+                phase1.add(line, op_id, EMAIL_CHANGE, [(pid, email, mhash)])
             elif action == ARCHIVE:
                 op_id = phase1.next_id()
                 line = _operation("DELETE", f"/lists/{audience_id}/members/{mhash}", op_id)
-                phase1.add(line, [(op_id, pid, email, mhash, ARCHIVE, None)], 1)
+                phase1.add(line, op_id, ARCHIVE, [(pid, email, mhash)])
             for kind, names in ((TAG_REMOVE, remove), (TAG_ADD, add if action == EMAIL_CHANGE else [])):
                 for tag in names or []:
                     if tag not in tag_ids:

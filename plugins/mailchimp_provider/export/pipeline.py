@@ -20,11 +20,17 @@ from mailchimp_provider.export.extract import (
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
-from mailchimp_provider.export.plan import PLAN_SCHEMA, Planner, PlanSettings, PlanSummary
+from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, Planner, PlanSettings, PlanSummary
 from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSettings
-from mailchimp_provider.export.reconcile import ReadBack, job_outcomes, settle_all, tag_outcomes
+from mailchimp_provider.export.reconcile import (
+    OUTCOME_SCHEMA,
+    ReadBack,
+    job_outcomes,
+    settle_all,
+    tag_outcomes,
+)
 from mailchimp_provider.export.staging import RunPaths
-from mailchimp_provider.export.state import ExportState
+from mailchimp_provider.export.state import STATE_SCHEMA, ExportState
 
 
 def read_parts(directory: Any) -> Iterator[pa.Table]:
@@ -156,10 +162,42 @@ def chunk_in_staging(
     )
 
 
-def _read_plan(paths: RunPaths) -> Iterator[dict]:
+def _read_plan(paths: RunPaths, unchanged: list[pa.Table]) -> Iterator[dict]:
+    """The planned rows that need settling one by one; unchanged ones are collected as tables."""
     columns = [c for c in PLAN_SCHEMA.names if c != "body"]
     for path in staging.sorted_files(paths.plan_dir, ".parquet"):
-        yield from staging.read_parquet(path, columns).to_pylist()
+        table = staging.read_parquet(path, columns)
+        same = pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False)
+        unchanged.append(table.filter(same))
+        yield from table.filter(pc.invert(same)).to_pylist()
+
+
+def _settle_unchanged(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Unchanged members, column-wise: their outcome, and their state row as planned."""
+    n = plan.num_rows
+    outcomes = pa.Table.from_arrays(
+        [
+            plan["profile_id"],
+            plan["email"],
+            plan["subscriber_hash"],
+            pa.array([UNCHANGED] * n, pa.string()),
+            pa.nulls(n, pa.string()),
+        ],
+        schema=OUTCOME_SCHEMA,
+    )
+    rows = pa.Table.from_arrays(
+        [
+            plan["profile_id"],
+            plan["subscriber_hash"],
+            plan["email"],
+            plan["fingerprint"],
+            plan["prev_tags"],
+            plan["segments"],
+            plan["prev_created"],
+        ],
+        schema=STATE_SCHEMA,
+    )
+    return outcomes, rows
 
 
 def _phase1_results(paths: RunPaths) -> dict[str, tuple[str, str | None]]:
@@ -200,7 +238,14 @@ def _phase2_results(paths: RunPaths) -> dict[str, list]:
 
 def settle_in_staging(paths: RunPaths, read_back: ReadBack) -> tuple[pa.Table, pa.Table]:
     """Every planned profile's outcome and state row, from the plan and both phases' results."""
-    return settle_all(_read_plan(paths), _phase1_results(paths), _phase2_results(paths), read_back)
+    unchanged: list[pa.Table] = []
+    outcomes, rows = settle_all(
+        _read_plan(paths, unchanged), _phase1_results(paths), _phase2_results(paths), read_back
+    )
+    for table in unchanged:
+        more_outcomes, more_rows = _settle_unchanged(table)
+        outcomes, rows = pa.concat_tables([outcomes, more_outcomes]), pa.concat_tables([rows, more_rows])
+    return outcomes, rows
 
 
 def touched_ids(paths: RunPaths) -> pa.Array:

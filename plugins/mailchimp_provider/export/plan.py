@@ -142,6 +142,81 @@ class Planner:
     def _plan_part(self, part: pa.Table) -> pa.Table:
         by_id = pc.index_in(part["profile_id"], value_set=self.ids)
         by_hash = pc.index_in(part["subscriber_hash"], value_set=self.hashes)
+        prev = self.members.take(by_id)  # the owned row by profile id (null when not owned)
+        # The two common cases are planned column-wise: members nobody owns yet, and owned members
+        # with the same address, data, tags and segments as last time. The rest goes row by row.
+        new = pc.and_(pc.is_null(by_id), pc.is_null(by_hash))
+        same = pc.fill_null(
+            pc.and_(
+                pc.and_(
+                    pc.equal(prev["subscriber_hash"], part["subscriber_hash"]),
+                    pc.equal(prev["fingerprint"], part["fingerprint"]),
+                ),
+                pc.and_(
+                    pc.equal(_joined(prev["tags"]), _joined(part["tags"])),
+                    pc.equal(_joined(prev["segments"]), _joined(part["segments"])),
+                ),
+            ),
+            False,
+        )
+        same = pc.and_(same, pa.scalar(not self.settings.full_sync))
+        same = pc.and_(same, pc.fill_null(pc.not_equal(prev["fingerprint"], DIRTY), False))
+        rest = pc.invert(pc.or_(new, same))
+        return pa.concat_tables(
+            [
+                self._plan_new(part.filter(new)),
+                self._plan_unchanged(part.filter(same), prev.filter(same)),
+                self._plan_rows(part.filter(rest), by_id.filter(rest), by_hash.filter(rest)),
+            ]
+        )
+
+    def _count_column(self, segments: pa.ChunkedArray, key: str) -> None:
+        flat = pc.list_flatten(segments)
+        if len(flat):
+            for item in pc.value_counts(flat).to_pylist():
+                if item["values"] in self.segment_counts:
+                    self.segment_counts[item["values"]][key] += item["counts"]
+
+    def _plan_new(self, part: pa.Table) -> pa.Table:
+        n = part.num_rows
+        self.summary.planned[UPSERT] = self.summary.planned.get(UPSERT, 0) + n
+        self._count_column(part["segments"], "joined")
+        bodies = [
+            with_tags(d, t)
+            for d, t in zip(part["data_json"].to_pylist(), part["tags"].to_pylist(), strict=True)
+        ]
+        return _plan_table(
+            part,
+            n,
+            action=UPSERT,
+            body=pa.array(bodies, pa.string()),
+            tags_add=part["tags"],
+            owned=False,
+            segments=part["segments"],
+        )
+
+    def _plan_unchanged(self, part: pa.Table, prev: pa.Table) -> pa.Table:
+        n = part.num_rows
+        self.summary.planned[NONE] = self.summary.planned.get(NONE, 0) + n
+        self.summary.outcomes[UNCHANGED] = self.summary.outcomes.get(UNCHANGED, 0) + n
+        self._count_column(part["segments"], "stayed")
+        return _plan_table(
+            part,
+            n,
+            action=NONE,
+            outcome=UNCHANGED,
+            owned=True,
+            segments=part["segments"],
+            prev_profile_id=prev["profile_id"],
+            prev_email=prev["email"],
+            prev_hash=prev["subscriber_hash"],
+            prev_fingerprint=prev["fingerprint"],
+            prev_tags=prev["tags"],
+            prev_segments=prev["segments"],
+            prev_created=prev["created"],
+        )
+
+    def _plan_rows(self, part: pa.Table, by_id: pa.Array, by_hash: pa.Array) -> pa.Table:
         # previous state rows, looked up in bulk: by profile id, else by address
         prev_by_id = self.members.take(by_id).to_pylist()
         prev_by_hash = self.members.take(by_hash).to_pylist()
@@ -293,6 +368,30 @@ class Planner:
         if not remove:
             return self._local(row, prev, LEFT_KEPT, "no tags of the export to remove", [])
         return self._send(row, prev, TAGS, None, add=[], remove=remove, segs=[], outcome=UNTAGGED)
+
+
+def _joined(lists: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A list of names as one comparable string (lists are sorted on both sides)."""
+    return pc.binary_join(lists, "\x1f")
+
+
+_MEMBER_COLUMNS = ("profile_id", "email", "subscriber_hash", "fingerprint")
+
+
+def _plan_table(part: pa.Table, n: int, **columns: object) -> pa.Table:
+    """Plan rows for a whole part at once; columns not given are empty (lists) or null."""
+    arrays = []
+    for column in PLAN_SCHEMA:
+        value = columns.get(column.name, part[column.name] if column.name in _MEMBER_COLUMNS else None)
+        if isinstance(value, pa.Array | pa.ChunkedArray):
+            arrays.append(value)
+        elif value is None and column.type == TAGS_TYPE:
+            arrays.append(pa.array([[]] * n, TAGS_TYPE))
+        elif value is None and column.name in ("leaver", "drop"):
+            arrays.append(pa.array([False] * n, pa.bool_()))
+        else:
+            arrays.append(pa.array([value] * n, column.type))
+    return pa.Table.from_arrays(arrays, schema=PLAN_SCHEMA)
 
 
 def check_removals(summary: PlanSummary, share: float, count: int | None) -> str | None:
