@@ -96,3 +96,10 @@ def test_an_unreadable_state_names_the_file_and_the_way_forward(tmp_path: Path, 
         store.load()
     message = str(error.value)
     assert str(tmp_path) in message and "delete the folder" in message and "\n" not in message
+
+
+def test_a_retried_commit_of_the_same_run_changes_nothing(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.commit(0, ids("a"), rows(("a", ["x"], 1)), {}, {}, "r1")
+    assert store.commit(0, ids("a"), rows(("a", ["x"], 1)), {}, {}, "r1") == (1, False)
+    assert by_id(store)["a"]["fingerprint"] == 1  # not taken for a concurrent run and made dirty

@@ -143,6 +143,8 @@ class StateStore:
         """
         with self._locked():
             current = self.load()
+            if current.run_id == run_id and current.generation > planned_from:
+                return current.generation, False  # a retry of a run that already committed
             conflict = current.generation != planned_from
             if conflict:
                 rows = _merge_dirty(current.members, touched, rows)
