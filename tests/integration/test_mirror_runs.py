@@ -14,6 +14,7 @@ from mailchimp_provider.export.staging import read_parquet, write_parquet
 from mailchimp_provider.export.validate import subscriber_hash
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 from mirror_support import StepRun, audience, expected_tags, mirror_definition, sqlite_warehouse
+from support import latest_report
 
 LIST = "demo0audience"
 ROWS = [
@@ -198,3 +199,30 @@ def test_the_state_is_committed_atomically_as_members_then_state_file(setup, mai
     owned = read_parquet(folder / state["members_file"])
     assert sorted(owned["profile_id"].to_pylist()) == ["P1", "P2", "P3", "P4"]
     assert steps.state_store(definition).load().generation == 1
+
+
+def test_a_member_deleted_for_good_is_not_brought_back_and_not_owned_any_more(
+    tmp_path, monkeypatch, mailchimp_conn
+) -> None:
+    monkeypatch.setenv("MAILCHIMP_EXPORT_BASE_PATH", str(tmp_path / "staging"))
+    table = sqlite_warehouse(tmp_path / "w.db", monkeypatch)
+    table.create(ROWS)
+    definition = mirror_definition(monkeypatch, tmp_path / "exports", max_failed_share=0.5)
+    StepRun(definition, "r1").report()
+    MailchimpHook().call(
+        "POST", f"lists/{LIST}/members/{subscriber_hash('p2@gmail.com')}/actions/delete-permanent"
+    )
+    report = StepRun(definition, "r2").report()
+    assert "missing from the audience" in report["full_sync_reason"]
+    assert report["totals"]["failed_at_mailchimp"] == 1 and "p2@gmail.com" not in audience(
+        mailchimp_conn, LIST
+    )
+    assert list(report["failed_at_mailchimp"]) == [next(iter(report["failed_at_mailchimp"]))]
+    # no longer owned, so no full sync every run because of it; but the segments still hold the profile
+    # and Mailchimp refuses it: the only profile sent fails, so the run fails (alerting) until the
+    # warehouse drops the profile too
+    with pytest.raises(AirflowFailException, match="1 of 1 profiles sent failed"):
+        StepRun(definition, "r3").report()
+    third = latest_report()
+    assert third["full_sync_reason"] is None and third["unchanged"] == 3
+    assert third["totals"]["failed_at_mailchimp"] == 1

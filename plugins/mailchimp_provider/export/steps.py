@@ -92,7 +92,7 @@ def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = Fa
     full_sync_reason = None
     if lost:
         full_sync_reason = (
-            f"{lost} of {min(LOST_SAMPLE, state.owned)} sampled members the export owns are missing from "
+            f"{len(lost)} of {min(LOST_SAMPLE, state.owned)} sampled members the export owns are missing from "
             "the audience (deleted in Mailchimp, or Mailchimp lost them): every profile is sent again"
         )
         log.warning("Full sync: %s", full_sync_reason)
@@ -102,7 +102,7 @@ def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = Fa
     staging.write_parquet(paths.archived, pa.table({"subscriber_hash": pa.array(archived, pa.string())}))
     staging.write_text(
         paths.root / AUDIENCE_CHECK,
-        json.dumps({"tag_ids": tag_ids, "full_sync_reason": full_sync_reason}),
+        json.dumps({"tag_ids": tag_ids, "full_sync_reason": full_sync_reason, "lost_members": lost}),
     )
     return {
         "audience": audience.name,
@@ -130,15 +130,15 @@ def _tag_ids(hook: MailchimpHook, definition: ExportDefinition, create: bool) ->
     return ids
 
 
-def _lost_members(hook: MailchimpHook, list_id: str, state: ExportState) -> int:
-    """How many of a random sample of owned members the audience no longer has (404). Archived members
-    are still there (and are never restored); members deleted for good or lost by Mailchimp are not."""
+def _lost_members(hook: MailchimpHook, list_id: str, state: ExportState) -> list[str]:
+    """The hashes of a random sample of owned members that the audience no longer has (404). Archived
+    members are still there (and are never restored); members deleted for good or lost are not."""
     if not state.owned:
-        return 0
+        return []
     rng = random.Random()
     picks = rng.sample(range(state.owned), min(LOST_SAMPLE, state.owned))
     hashes = state.members["subscriber_hash"].take(pa.array(picks, pa.int64())).to_pylist()
-    return sum(1 for member_hash in hashes if hook.get_member(list_id, member_hash) is None)
+    return [member_hash for member_hash in hashes if hook.get_member(list_id, member_hash) is None]
 
 
 def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
@@ -202,6 +202,11 @@ def validate_and_map(
     checked = json.loads(staging.read_text(paths.root / AUDIENCE_CHECK))
     result = pipeline.prepare_in_staging(paths, definition, audience, archived)
     state = state_store(definition).load()
+    if checked["lost_members"]:  # no longer in the audience: no longer owned, sent as new if still exported
+        lost = pa.array(checked["lost_members"], pa.string())
+        state.members = state.members.filter(
+            pc.invert(pc.is_in(state.members["subscriber_hash"], value_set=lost))
+        )
     full_sync_reason = checked["full_sync_reason"] or ("full_sync param" if full_sync else None)
     plan = pipeline.plan_in_staging(paths, definition, state, segments, full_sync_reason is not None)
     rows = pipeline.segment_rows(paths, definition)
