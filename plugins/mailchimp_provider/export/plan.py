@@ -56,10 +56,6 @@ PLAN_SCHEMA = pa.schema(
 SENDS = (UPSERT, EMAIL_CHANGE, ARCHIVE, TAGS)
 
 
-class RemovalsBlocked(RuntimeError):
-    """More removals than the export allows: nothing was sent."""
-
-
 @dataclass
 class PlanSettings:
     segments: Sequence[str]  # this run's segments

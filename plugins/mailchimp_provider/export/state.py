@@ -59,10 +59,6 @@ class ExportState:
         return self.members.num_rows
 
 
-def empty_members() -> pa.Table:
-    return STATE_SCHEMA.empty_table()
-
-
 class StateStore:
     """Reads and commits one export's state in one audience."""
 
