@@ -20,7 +20,7 @@ from mailchimp_provider.export.extract import (
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
-from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, Planner, PlanSettings, PlanSummary
+from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, UPSERT, Planner, PlanSettings, PlanSummary
 from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSettings
 from mailchimp_provider.export.reconcile import (
     OUTCOME_SCHEMA,
@@ -162,27 +162,36 @@ def chunk_in_staging(
     )
 
 
-def _read_plan(paths: RunPaths, unchanged: list[pa.Table]) -> Iterator[dict]:
-    """The planned rows that need settling one by one; unchanged ones are collected as tables."""
+def _split_plan(paths: RunPaths, phase1: pa.Table) -> tuple[list[pa.Table], list[pa.Table]]:
+    """Planned rows settled column-wise (unchanged members, and new members whose batch subscribe
+    answered created or updated: the common cases), and the rest, settled one by one."""
     columns = [c for c in PLAN_SCHEMA.names if c != "body"]
+    simple, rest = [], []
     for path in staging.sorted_files(paths.plan_dir, ".parquet"):
         table = staging.read_parquet(path, columns)
-        same = pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False)
-        unchanged.append(table.filter(same))
-        yield from table.filter(pc.invert(same)).to_pylist()
+        answered = phase1["outcome"].take(pc.index_in(table["profile_id"], value_set=phase1["profile_id"]))
+        table = table.append_column("answer", answered)
+        unchanged = pc.equal(table["outcome"], UNCHANGED)
+        new = pc.and_(
+            pc.and_(pc.equal(table["action"], UPSERT), pc.invert(table["owned"])),
+            pc.and_(
+                pc.equal(pc.list_value_length(table["tags_remove"]), 0),
+                pc.is_in(table["answer"], value_set=pa.array(["created", "updated"])),
+            ),
+        )
+        easy = pc.fill_null(pc.or_(unchanged, new), False)
+        simple.append(table.filter(easy))
+        rest.append(table.filter(pc.invert(easy)).drop_columns(["answer"]))
+    return simple, rest
 
 
-def _settle_unchanged(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Unchanged members, column-wise: their outcome, and their state row as planned."""
+def _settle_simple(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Unchanged members keep their state row; new ones get theirs with the tags they were sent."""
     n = plan.num_rows
+    unchanged = pc.fill_null(pc.equal(plan["outcome"], UNCHANGED), False)
+    outcome = pc.if_else(unchanged, UNCHANGED, plan["answer"])
     outcomes = pa.Table.from_arrays(
-        [
-            plan["profile_id"],
-            plan["email"],
-            plan["subscriber_hash"],
-            pa.array([UNCHANGED] * n, pa.string()),
-            pa.nulls(n, pa.string()),
-        ],
+        [plan["profile_id"], plan["email"], plan["subscriber_hash"], outcome, pa.nulls(n, pa.string())],
         schema=OUTCOME_SCHEMA,
     )
     rows = pa.Table.from_arrays(
@@ -191,34 +200,29 @@ def _settle_unchanged(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
             plan["subscriber_hash"],
             plan["email"],
             plan["fingerprint"],
-            plan["prev_tags"],
+            pc.if_else(unchanged, plan["prev_tags"], plan["tags_add"]),
             plan["segments"],
-            plan["prev_created"],
+            pc.if_else(unchanged, plan["prev_created"], pc.equal(outcome, "created")),
         ],
         schema=STATE_SCHEMA,
     )
     return outcomes, rows
 
 
-def _phase1_results(paths: RunPaths) -> dict[str, tuple[str, str | None]]:
-    results: dict[str, tuple[str, str | None]] = {}
-    for job, index_path in enumerate(staging.sorted_files(paths.jobs_dir, ".index.parquet")):
-        if not index_path.name.startswith("job-"):
-            continue
+def _phase1_outcomes(paths: RunPaths) -> pa.Table:
+    """Every phase 1 job's per-profile outcomes (OUTCOME_SCHEMA), unknown where results are missing."""
+    tables = [OUTCOME_SCHEMA.empty_table()]
+    jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("job-")]
+    for job, index_path in enumerate(jobs):
         outcomes_path = paths.job_outcomes(job)
         index = staging.read_parquet(index_path)
         if outcomes_path.exists():
-            outcomes = job_outcomes(index, staging.read_parquet(outcomes_path))
+            tables.append(job_outcomes(index, staging.read_parquet(outcomes_path)))
         else:  # the upload left no results: every answer is unknown, to be read back
-            outcomes = job_outcomes(index, pa.table({"operation_id": [], "status_code": [], "response": []}))
-        for pid, outcome, error in zip(
-            outcomes["profile_id"].to_pylist(),
-            outcomes["outcome"].to_pylist(),
-            outcomes["error"].to_pylist(),
-            strict=True,
-        ):
-            results[pid] = (outcome, error)
-    return results
+            tables.append(
+                job_outcomes(index, pa.table({"operation_id": [], "status_code": [], "response": []}))
+            )
+    return pa.concat_tables(tables).combine_chunks()
 
 
 def _phase2_results(paths: RunPaths) -> dict[str, list]:
@@ -238,12 +242,24 @@ def _phase2_results(paths: RunPaths) -> dict[str, list]:
 
 def settle_in_staging(paths: RunPaths, read_back: ReadBack) -> tuple[pa.Table, pa.Table]:
     """Every planned profile's outcome and state row, from the plan and both phases' results."""
-    unchanged: list[pa.Table] = []
-    outcomes, rows = settle_all(
-        _read_plan(paths, unchanged), _phase1_results(paths), _phase2_results(paths), read_back
+    phase1 = _phase1_outcomes(paths)
+    simple, rest = _split_plan(paths, phase1)
+    rest_table = pa.concat_tables(
+        [PLAN_SCHEMA.remove(PLAN_SCHEMA.get_field_index("body")).empty_table(), *rest]
     )
-    for table in unchanged:
-        more_outcomes, more_rows = _settle_unchanged(table)
+    mine = phase1.filter(pc.is_in(phase1["profile_id"], value_set=rest_table["profile_id"]))
+    answers = {
+        pid: (outcome, error)
+        for pid, outcome, error in zip(
+            mine["profile_id"].to_pylist(),
+            mine["outcome"].to_pylist(),
+            mine["error"].to_pylist(),
+            strict=True,
+        )
+    }
+    outcomes, rows = settle_all(rest_table.to_pylist(), answers, _phase2_results(paths), read_back)
+    for table in simple:
+        more_outcomes, more_rows = _settle_simple(table)
         outcomes, rows = pa.concat_tables([outcomes, more_outcomes]), pa.concat_tables([rows, more_rows])
     return outcomes, rows
 
