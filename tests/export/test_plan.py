@@ -206,3 +206,13 @@ def test_a_failed_tag_removal_is_failed_and_kept_owned_for_the_next_run() -> Non
         planned.to_pylist(), {}, {"1": [("tag_remove", "b", "ok", None)]}, lambda h: None
     )
     assert outcomes["outcome"].to_pylist() == ["updated"] and state.to_pylist()[0]["tags"] == ["a"]
+
+
+def test_without_tags_leavers_are_still_archived_or_let_go() -> None:
+    untagged = [{**owned("1", "x@y.de", ["a"]), "tags": []}]
+    _, rows, _ = plan([], untagged, tag_segments=False, on_leave="archive")
+    assert (rows["1"]["action"], rows["1"]["outcome"]) == ("archive", "archived")
+    _, rows, _ = plan([], untagged, tag_segments=False)
+    assert (rows["1"]["action"], rows["1"]["outcome"], rows["1"]["drop"]) == ("none", "left_kept", True)
+    _, rows, _ = plan([{**member("1", "x@y.de", ["a"]), "tags": []}], untagged, tag_segments=False)
+    assert rows["1"]["outcome"] == "unchanged"
