@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import subprocess
 import zipfile
@@ -52,13 +53,14 @@ def test_wheel_holds_only_the_provider(wheel: Path) -> None:
     }
     assert sources <= set(names)
     assert not [n for n in names if "/tests/" in n or n.endswith((".pyc", ".db", ".parquet"))]
-    # ... its only entry point is the provider's, no console scripts of the development tools.
-    assert entry_points.split() == [
-        "[apache_airflow_provider]",
-        "provider_info",
-        "=",
-        "mailchimp_provider:get_provider_info",
-    ]
+    # ... its entry points are the provider's and its UI plugins', no console scripts of the development tools.
+    groups = configparser.ConfigParser(delimiters=("=",))
+    groups.read_string(entry_points)
+    assert set(groups.sections()) == {"apache_airflow_provider", "airflow.plugins"}
+    assert dict(groups["apache_airflow_provider"]) == {
+        "provider_info": "mailchimp_provider:get_provider_info"
+    }
+    assert all(v.startswith("mailchimp_provider.") for v in groups["airflow.plugins"].values())
     assert "Name: airflow-provider-mailchimp-segments" in metadata
     assert "Requires-Dist: apache-airflow>=3.3.2" in metadata
 

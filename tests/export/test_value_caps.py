@@ -72,14 +72,14 @@ def test_values_are_cut_at_the_warehouse_and_counted(tmp_path) -> None:
         "C5": f"email is longer than {EMAIL_READ_LIMIT} characters",
     }
     members = {
-        m["profile_id"][:2]: json.loads(m["member_json"])
+        m["profile_id"][:2]: json.loads(m["data_json"])
         for part in pipeline.read_parts(paths.members_dir)
         for m in part.to_pylist()
     }
     assert members["C2"]["merge_fields"] == {"CITY": "Rome"}  # sent, without the first name
     assert len(members["C3"]["merge_fields"]["CITY"]) == 255  # a long but possible value is cut as before
     assert members["C1"]["merge_fields"] == {"FNAME": "Anna", "CITY": "Oslo"}
-    assert result.profiles_read == 6 and result.to_send == 4
+    assert result.profiles_read == 6 and result.accepted == 4
 
 
 def probe(target: str, staging_dir: Path) -> dict:
@@ -93,7 +93,7 @@ def probe(target: str, staging_dir: Path) -> dict:
 
 def check(result: dict, allowed_mb: float) -> None:
     assert result["peak_mb"] - result["baseline_mb"] < allowed_mb, result
-    assert result["rows"] == 6 and result["to_send"] == 4, result
+    assert result["rows"] == 6 and result["accepted"] == 4, result
     assert result["dropped_values"] == {"FNAME:value too long": 1}, result
     assert result["rejected"] == {"invalid_email": 2}, result
 

@@ -54,7 +54,7 @@ def main() -> None:
                 "baseline_mb": baseline,
                 "peak_mb": peak,
                 "rows": extracted.rows,
-                "to_send": prepared.to_send,
+                "accepted": prepared.accepted,
                 "rejected": prepared.rejected,
                 "dropped_values": prepared.dropped_values,
             }
