@@ -32,8 +32,10 @@ def batch_summary(batch: dict) -> dict:
 class MailchimpBatchTrigger(BaseTrigger):
     """Poll ``GET /batches/{id}`` until the batch finishes or ``deadline`` (epoch seconds) passes.
 
-    Events: ``{"status": "finished", "batch": {...}}``, ``{"status": "timeout", "batch_id",
-    "last_status"}`` or ``{"status": "error", "batch_id", "message"}``.
+    Yields exactly one event, then ends: ``{"status": "finished", "batch": {...}}``, ``{"status":
+    "timeout", "batch_id", "last_status"}`` or ``{"status": "error", "batch_id", "message",
+    "http_status"}`` (0 when there was no answer). ``deadline`` is wall-clock time, so it survives the
+    trigger moving to another triggerer process.
     """
 
     def __init__(self, mailchimp_conn_id: str, batch_id: str, poll_interval: float, deadline: float) -> None:
@@ -74,4 +76,7 @@ class MailchimpBatchTrigger(BaseTrigger):
                 )
                 await asyncio.sleep(min(self.poll_interval, max(0.0, self.deadline - time.time())))
         except (MailchimpApiError, ValueError) as exc:
-            yield TriggerEvent({"status": "error", "batch_id": self.batch_id, "message": str(exc)})
+            status = exc.status if isinstance(exc, MailchimpApiError) else 0
+            yield TriggerEvent(
+                {"status": "error", "batch_id": self.batch_id, "message": str(exc), "http_status": status}
+            )
