@@ -93,3 +93,44 @@ def test_gives_up_after_the_last_attempt(mailchimp_conn) -> None:
     mailchimp_conn.set_faults(throttle_next=100)
     with pytest.raises(MailchimpApiError, match="429"):
         MailchimpHook(retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.01)).call("GET", "ping")
+
+
+def _operation(server, members: int = 3) -> str:
+    body = json.dumps(
+        {
+            "members": [
+                {"email_address": f"lost{i}@gmail.com", "status_if_new": "subscribed"} for i in range(members)
+            ],
+            "update_existing": True,
+        }
+    )
+    return json.dumps(
+        {"method": "POST", "path": f"/lists/{server.list_id}", "operation_id": "op-1", "body": body}
+    )
+
+
+def test_a_lost_answer_to_a_batch_submission_does_not_submit_a_second_batch(emulator, monkeypatch) -> None:
+    """Issue 10 item 4: Mailchimp accepted the batch, the answer never arrived, the hook sent it again."""
+    from lossy_proxy import LossyProxy
+
+    with LossyProxy(emulator.port, method="POST", path="/3.0/batches") as proxy:
+        conn = json.loads(mailchimp_connection(emulator))
+        conn["host"] = proxy.base_url
+        monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", json.dumps(conn))
+        batch = hook().submit_batch(_operation(emulator))
+        assert proxy.dropped == 1  # the fault fired: the accepted batch's answer was lost
+    assert emulator.stats()["batches_submitted"] == 1
+    direct = MailchimpHook(retry=FAST, timeout=10, mailchimp_conn_id="direct")
+    monkeypatch.setenv("AIRFLOW_CONN_DIRECT", mailchimp_connection(emulator))
+    assert [b["id"] for b in direct.call("GET", "batches")["batches"]] == [batch["id"]]
+    assert direct.fetch_batch_results(batch["id"])["operation_id"].to_pylist() == ["op-1"]
+    assert len(emulator.members()) == 3
+
+
+def test_a_refused_submission_is_sent_again(mailchimp_conn) -> None:
+    """A throttled POST /batches was not accepted: it is retried, and only one batch exists."""
+    mailchimp_conn.set_faults(throttle_next=2)
+    batch = hook().submit_batch(_operation(mailchimp_conn))
+    stats = mailchimp_conn.stats()
+    assert stats["too_many_requests"] == 2 and stats["batches_submitted"] == 1
+    assert [b["id"] for b in hook().call("GET", "batches")["batches"]] == [batch["id"]]

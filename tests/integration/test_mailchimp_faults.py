@@ -108,3 +108,24 @@ def test_server_restart_in_the_middle_of_a_run(warehouse, airflow_db, tmp_path, 
         report = run_export(definition)
         restarter.join()
         assert_audience_complete(server, report)
+
+
+def test_lost_answers_to_batch_submissions_do_not_send_twice(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch
+) -> None:
+    """Issue 10 item 4, end to end: every POST /batches answer is lost after Mailchimp accepted it."""
+    import json
+
+    from lossy_proxy import LossyProxy
+
+    definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL)
+    with LossyProxy(mailchimp_conn.port, method="POST", path="/3.0/batches", drop=100) as proxy:
+        conn = json.loads(mailchimp_connection(mailchimp_conn))
+        conn["host"] = proxy.base_url
+        monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", json.dumps(conn))
+        report = run_export(definition)
+    jobs = len(report["batches"])
+    assert jobs >= 1 and proxy.dropped == jobs  # the fault fired for every submission
+    assert mailchimp_conn.stats()["batches_submitted"] == jobs
+    assert report["updated"] == 0  # a fresh audience: counted once, nobody "updated" by a second batch
+    assert_audience_complete(mailchimp_conn, report)

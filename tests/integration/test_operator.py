@@ -278,3 +278,19 @@ def test_on_kill_withdraws_a_pending_batch_and_leaves_a_running_one(tmp_path, ma
         time.sleep(0.1)
     op.on_kill()
     assert op.hook.get_batch(op._batch_id)["status"] == "started"
+
+
+def test_a_retry_finds_the_batch_an_earlier_try_submitted_before_it_died(tmp_path, mailchimp_conn) -> None:
+    """The try died between POST /batches and storing the batch id (ResumableJobMixin's known gap):
+    the submission's marker, stored before the POST, lets the retry find the batch."""
+    from mailchimp_provider.batches import new_marker
+    from mailchimp_provider.operators.batch import SUBMISSION_KEY
+
+    op = operator(tmp_path, mailchimp_conn, deferrable=False)
+    marker = new_marker()
+    store = StateStore({SUBMISSION_KEY: {"marker": marker, "since": time.time()}})
+    first = op.hook.submit_batch((tmp_path / "ops.jsonl").read_text(), marker)  # then the worker died
+    summary = operator(tmp_path, mailchimp_conn, deferrable=False).execute({"task_state_store": store})
+    assert summary["id"] == first["id"] == store["mailchimp_batch_id"]
+    assert mailchimp_conn.stats()["batches_submitted"] == 1
+    assert read_parquet(tmp_path / "results.parquet").num_rows == 2
