@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fired import fault_fired
 from mailchimp_provider.hooks.config import RetryPolicy
 from mailchimp_provider.hooks.errors import MailchimpApiError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
@@ -71,6 +72,7 @@ def test_recovers_from_transient_faults(mailchimp_conn, faults) -> None:
     h = hook()
     for _ in range(10):
         assert h.call("GET", f"lists/{mailchimp_conn.list_id}")["id"] == mailchimp_conn.list_id
+    assert fault_fired(mailchimp_conn, faults) > 0, f"{faults} never fired"
 
 
 def test_gives_up_at_once_on_validation_errors(mailchimp_conn) -> None:

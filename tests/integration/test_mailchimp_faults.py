@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 from conftest import DEMO_AUDIENCES
+from fired import fault_fired
 from mailchimp_emulator.testing import EmulatorProcess
 from mailchimp_exports import build_export_dag
 from mailchimp_provider.hooks.config import RetryPolicy
@@ -47,7 +48,7 @@ def assert_audience_complete(server, report: dict) -> None:
     "faults",
     [
         {"throttle_next": 8},
-        {"error_rate": 0.1, "seed": 11},
+        {"error_rate": 0.3, "seed": 11},
         {"drop_rate": 0.1, "seed": 12},
         {"latency_spike_rate": 0.3, "latency_spike_ms": 400, "seed": 13},
         {"bare_status": 403, "bare_next": 4},
@@ -61,7 +62,9 @@ def test_transient_faults_end_in_a_correct_audience(
 ) -> None:
     definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL)
     mailchimp_conn.set_faults(**faults)
-    assert_audience_complete(mailchimp_conn, run_export(definition))
+    report = run_export(definition)
+    assert fault_fired(mailchimp_conn, faults) > 0, f"{faults} never fired"
+    assert_audience_complete(mailchimp_conn, report)
 
 
 @pytest.mark.parametrize(
