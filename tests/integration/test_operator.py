@@ -105,14 +105,14 @@ def test_times_out_naming_the_batch(tmp_path, mailchimp_conn) -> None:
     assert time.monotonic() - started < 15
 
 
-def load_test_dag(name: str):
+def load_test_dag(name: str, dag_id: str = "dag"):
     """A DAG from the tests' own bundle (dag.test() runs DAGs from bundles)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "dags" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.dag
+    return getattr(module, dag_id)
 
 
 def test_deferred_upload_runs_through_the_trigger(tmp_path, mailchimp_conn, airflow_db, caplog) -> None:
@@ -126,14 +126,45 @@ def test_deferred_upload_runs_through_the_trigger(tmp_path, mailchimp_conn, airf
     assert read_parquet(tmp_path / "r.parquet").num_rows == 2
 
 
-def test_crash_and_retry_finishes_the_same_batch(tmp_path, mailchimp_conn, airflow_db) -> None:
+@pytest.mark.parametrize("dag_id", ["test_crash_after_submit", "test_crash_after_submit_deferred"])
+def test_crash_and_retry_finishes_the_same_batch(
+    tmp_path, mailchimp_conn, airflow_db, monkeypatch, dag_id
+) -> None:
+    """The first try dies after submitting; the batch keeps running until the retry has decided to
+    reconnect to it; the retry must then wait for it and stage its results."""
+    from airflow.models.xcom import XComModel
+
+    flag = tmp_path / "reconnected"
+    monkeypatch.setenv("RECONNECT_FLAG", str(flag))
+    mailchimp_conn.set_faults(stuck_in="started")
+
+    def release() -> None:
+        deadline = time.time() + 120
+        while not flag.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the retry is waiting for the running batch now
+        mailchimp_conn.clear_faults()
+
+    releaser = threading.Thread(target=release, daemon=True)
+    releaser.start()
     ops = write_operations(tmp_path / "ops.jsonl", mailchimp_conn.list_id)
-    run = load_test_dag("crash_after_submit").test(
+    run = load_test_dag("crash_after_submit", dag_id).test(
         run_conf={"operations": str(ops), "results": str(tmp_path / "r.parquet")}
     )
+    releaser.join(10)
     assert run.state == "success"
+    assert flag.read_text() in ("pending", "preprocessing", "started")  # reconnected to a running batch
     assert mailchimp_conn.stats()["batches_submitted"] == 1
     assert len(mailchimp_conn.members(mailchimp_conn.list_id)) == 6
+    results = read_parquet(tmp_path / "r.parquet")
+    assert sorted(results["operation_id"].to_pylist()) == ["op-0", "op-1"]
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, task_ids="upload", key="return_value")
+        (summary,) = session.scalars(query).all()
+        summary = XComModel.deserialize_value(summary)
+    assert summary["status"] == "finished" and summary["results"] == 2
 
 
 class Reconnecting(MailchimpBatchOperator):
