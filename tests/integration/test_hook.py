@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fired import fault_fired
@@ -136,3 +137,13 @@ def test_a_refused_submission_is_sent_again(mailchimp_conn) -> None:
     stats = mailchimp_conn.stats()
     assert stats["too_many_requests"] == 2 and stats["batches_submitted"] == 1
     assert [b["id"] for b in hook().call("GET", "batches")["batches"]] == [batch["id"]]
+
+
+def test_the_request_timeout_applies_to_every_call(mailchimp_conn) -> None:
+    """A call slower than the timeout is given up and retried, not waited for (the default is 130 s)."""
+    mailchimp_conn.set_faults(latency_ms=1500)
+    slow = MailchimpHook(retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01), timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(MailchimpApiError, match="Connection failed: ReadTimeout"):
+        slow.call("GET", "ping")
+    assert time.monotonic() - started < 1.4  # two attempts of 0.3 s, not two of 1.5 s
