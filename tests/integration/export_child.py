@@ -41,7 +41,11 @@ def resume(dag, run_id: str) -> int:
             ti.state = TaskInstanceState.UP_FOR_RETRY
             ti.end_date = utcnow()
     session.commit()
+    deadline = time.monotonic() + 600
     while run.state == DagRunState.RUNNING:
+        if time.monotonic() > deadline:
+            print("the resumed run did not end within 600 s", file=sys.stderr)
+            return 1
         session.expire_all()
         schedulable, _ = run.update_state(session=session)
         for ti in schedulable:
