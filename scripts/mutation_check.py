@@ -38,14 +38,36 @@ MUTATIONS = (
         "export/validate.py",
         '    if raw is None or not raw.strip():\n        return EmailCheck(None, Reason.MISSING_EMAIL, "email is empty")',
         '    return EmailCheck(None, Reason.INVALID_EMAIL, "mutant")',
-        ("tests/export/test_prepare_oracle.py", "tests/export/test_validate.py"),
+        (
+            "tests/export/test_prepare_oracle.py",
+            "tests/export/test_validate.py",
+            "tests/integration/test_audience_oracle.py",
+        ),
     ),
     Mutation(
         "merge-field converter returns nothing",
         "export/mapping.py",
         "def _number(value: str) -> int | float:\n",
         "def _number(value: str) -> int | float:\n    return None\n",
-        ("tests/export/test_prepare_oracle.py", "tests/export/test_mapping.py"),
+        (
+            "tests/export/test_prepare_oracle.py",
+            "tests/export/test_mapping.py",
+            "tests/integration/test_audience_oracle.py",
+        ),
+    ),
+    Mutation(
+        "text cleaning and the 255-byte cut skipped",
+        "export/mapping.py",
+        '    return truncate_utf8(_CONTROL.sub("", value).strip())',
+        "    return value.strip()",
+        ("tests/export/test_prepare_oracle.py",),
+    ),
+    Mutation(
+        "tags of an address's other rows dropped",
+        "export/prepare.py",
+        "{row[segment_column] for row in rows if row[segment_column]}",
+        "{row[segment_column] for row in rows[:1] if row[segment_column]}",
+        ("tests/export/test_prepare_oracle.py",),
     ),
     Mutation(
         "retry delay is constant 0",

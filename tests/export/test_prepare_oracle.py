@@ -2,12 +2,9 @@
 accepts exactly the profiles the model accepts, with the model's address, merge-field values and
 tags, and rejects every other profile read with the model's reason.
 
-Checked to catch (each mutation applied by hand to the code, this test then failed):
-- ``normalise_email`` rejecting every address (members missing, reasons wrong);
-- a merge-field converter returning nothing (``_number`` -> None, ``_text`` -> ""): values missing;
-- text cleaning skipped (control characters kept) or the 255-byte cut removed;
-- duplicates resolved by the last profile instead of the first; tags of the merged rows dropped.
-See scripts/mutation_check.py for the scripted run of the first two.
+Checked to catch (scripts/mutation_check.py applies each and runs this test): ``normalise_email``
+rejecting every address; ``_number`` returning nothing; text cleaning and the 255-byte cut skipped;
+the tags of an address's other rows dropped.
 """
 
 from __future__ import annotations
