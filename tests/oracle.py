@@ -106,7 +106,21 @@ names = st.one_of(
     st.none(),
     st.text(max_size=80),
     st.text(min_size=200, max_size=400),
-    st.sampled_from(["Zoë", "Ανδρέας", "李", "محمد", "😀" * 70, "a\x85b\u2028c", "\u202eevil", " x\x00y\t"]),
+    st.sampled_from(
+        [
+            "Zoë",
+            "Ανδρέας",
+            "李",
+            "محمد",
+            "😀" * 70,
+            "a\x85b\u2028c",
+            "\x85\u2028 edge \u2028\x85",
+            "\u202eevil",
+            " x\x00y\t",
+            "é" * 5_000,  # 10 KB
+            "\x00\x85\u2028" * 3_400,  # 10 KB of control and line-separator characters
+        ]
+    ),
 )
 
 

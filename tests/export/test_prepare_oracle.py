@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mailchimp_provider.export.extract import rows_to_table
@@ -70,3 +71,23 @@ def test_prepare_agrees_with_the_model(found: list[Profile], chunk_rows: int) ->
         assert member["status_if_new"] == "subscribed" and "status" not in member
         assert member["merge_fields"] == want["merge_fields"], key
         assert sorted(member["tags"]) == sorted(want["tags"])
+
+
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        ("a\x85b\u2028c", "a\x85b\u2028c"),  # inside a name they are characters like any other
+        ("\x85\u2028 Edge \u2028\x85", "Edge"),  # around it they are whitespace, trimmed
+        ("é" * 5_000, "é" * 127),  # 10 KB cut at 255 bytes: 127 two-byte characters, none split
+        ("\x00\x85\u2028" * 3_400, None),  # 10 KB of nothing printable: left out
+        ("Ann\x00\x1b[31m", "Ann[31m"),  # NUL and ESC removed
+    ],
+)
+def test_line_separators_and_10_kb_values(first: str, expected: str | None) -> None:
+    rows = [("P1", "s1", "ann@gmail.com", first, None)]
+    members: list[pa.Table] = []
+    fields = plan_fields(AUDIENCE, {"FNAME": "first", "LTV": "ltv"})
+    prepare = PrepareSettings("id", "email", "segment", fields, "subscribed", True)
+    Preparer(prepare, lambda i, t: members.append(t), lambda i, t: None).run([rows_to_table(rows, NAMES)])
+    (member,) = [m for t in members for m in member_objects(t)]
+    assert member["merge_fields"].get("FNAME") == expected
