@@ -147,3 +147,25 @@ def test_the_request_timeout_applies_to_every_call(mailchimp_conn) -> None:
     with pytest.raises(MailchimpApiError, match="Connection failed: ReadTimeout"):
         slow.call("GET", "ping")
     assert time.monotonic() - started < 1.4  # two attempts of 0.3 s, not two of 1.5 s
+
+
+def test_a_corrupt_archive_is_downloaded_six_times_then_fails(mailchimp_conn, monkeypatch) -> None:
+    import requests
+
+    batch_id = hook().submit_batch(_operation(mailchimp_conn))["id"]
+    deadline = time.monotonic() + 60
+    while hook().get_batch(batch_id)["status"] != "finished":
+        assert time.monotonic() < deadline, "the batch did not finish"
+        time.sleep(0.05)
+    mailchimp_conn.set_faults(corrupt_archive=True)
+    downloads: list[str] = []
+    real_get = requests.get
+
+    def counting_get(url, **kwargs):
+        downloads.append(url)
+        return real_get(url, **kwargs)
+
+    monkeypatch.setattr(requests, "get", counting_get)
+    with pytest.raises(MailchimpApiError, match="results archive is unreadable"):
+        hook().fetch_batch_results(batch_id)
+    assert len(downloads) == 6 and len(set(downloads)) == 6  # a fresh URL for each download

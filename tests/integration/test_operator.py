@@ -325,3 +325,48 @@ def test_a_retry_finds_the_batch_an_earlier_try_submitted_before_it_died(tmp_pat
     assert summary["id"] == first["id"] == store["mailchimp_batch_id"]
     assert mailchimp_conn.stats()["batches_submitted"] == 1
     assert read_parquet(tmp_path / "results.parquet").num_rows == 2
+
+
+def test_concurrent_uploads_hold_one_connection_each(tmp_path, mailchimp_conn, airflow_db) -> None:
+    """As many uploads as the mailchimp_api pool lets run at once, really at once (threads, not
+    dag.test()'s one-by-one): each holds one connection, so the server never sees more than the pool
+    size, which is within Mailchimp's 10."""
+    import os
+    import sqlite3
+
+    with sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db") as db:
+        slots, include_deferred = db.execute(
+            "SELECT slots, include_deferred FROM slot_pool WHERE pool = 'mailchimp_api'"
+        ).fetchone()
+    assert 1 < slots <= 10 and include_deferred  # deferred uploads hold their slot too
+    mailchimp_conn.set_faults(latency_ms=200)  # every call takes a while, so the uploads' calls overlap
+    uploads = []
+    for n in range(slots):
+        folder = tmp_path / f"job{n}"
+        folder.mkdir()
+        ops = folder / "ops.jsonl"
+        ops.write_text(write_operations(ops, mailchimp_conn.list_id).read_text().replace("op0-", f"j{n}-"))
+        uploads.append(
+            MailchimpBatchOperator(
+                task_id=f"upload{n}",
+                operations_path=str(ops),
+                results_path=str(folder / "results.parquet"),
+                poll_interval=0.1,
+                deferrable=False,
+            )
+        )
+    summaries: dict[int, dict] = {}
+    threads = [
+        threading.Thread(
+            target=lambda n=n, op=op: summaries.update({n: op.execute({"task_state_store": StateStore()})})
+        )
+        for n, op in enumerate(uploads)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(summaries) == slots and all(s["status"] == "finished" for s in summaries.values())
+    stats = mailchimp_conn.stats()
+    assert 1 < stats["peak_concurrency"] <= slots  # really concurrent, never more than one each
+    assert stats["too_many_requests"] == 0 and stats["batches_submitted"] == slots
