@@ -71,6 +71,7 @@ def test_the_audience_is_what_the_model_says(
     assert report["profiles_read"] == len(model.rejected) + len(model.members)
     assert {k: v for k, v in report["rejected_locally"].items() if v} == model.reason_counts()
     assert sum(report["failed_at_mailchimp"].values()) == len(model.refused)
+    assert not any("@" in cause for cause in report["failed_at_mailchimp"])  # causes, not addresses
     assert report["created"] == len(model.members) - len(model.refused) and report["updated"] == 0
     audience = {m["email_address"].lower(): m for m in mailchimp_conn.members(mailchimp_conn.list_id)}
     assert set(audience) == set(model.members) - model.refused
