@@ -100,16 +100,21 @@ def test_server_restart_in_the_middle_of_a_run(warehouse, airflow_db, tmp_path, 
         monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", mailchimp_connection(server))
         definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL)
 
+        restarted: list[int] = []
+
         def restart_once_a_batch_runs() -> None:
             deadline = time.time() + 60
             while server.stats()["batches_submitted"] == 0 and time.time() < deadline:
                 time.sleep(0.1)
-            server.restart()
+            if server.stats()["batches_submitted"]:
+                restarted.append(server.pid or 0)
+                server.restart()
 
         restarter = threading.Thread(target=restart_once_a_batch_runs)
         restarter.start()
         report = run_export(definition)
-        restarter.join()
+        restarter.join(90)
+        assert restarted and restarted[0] != server.pid  # the fault fired: a batch ran, then a new process
         assert_audience_complete(server, report)
 
 
