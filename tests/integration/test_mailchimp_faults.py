@@ -137,3 +137,50 @@ def test_lost_answers_to_batch_submissions_do_not_send_twice(
     assert mailchimp_conn.stats()["batches_submitted"] == jobs
     assert report["updated"] == 0  # a fresh audience: counted once, nobody "updated" by a second batch
     assert_audience_complete(mailchimp_conn, report)
+
+
+def test_a_retry_after_a_stuck_batch_timeout_reconnects_and_completes(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch
+) -> None:
+    """The message of a timeout says a retry reconnects: with the export's retries, the retry waits for
+    the same batch (its own full timeout) and the run completes once the batch gets unstuck."""
+    import os
+    import sqlite3
+    from pathlib import Path
+
+    definition = write_definition(
+        monkeypatch,
+        tmp_path / "exports",
+        **{**SMALL, "retries": 1},
+        retry_delay_s=0,
+        batch_timeout_s=3,
+    )
+    mailchimp_conn.set_faults(stuck_in="started")
+    db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+
+    def upload_try() -> int:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute(
+                "SELECT max(try_number) FROM task_instance WHERE dag_id = ? AND task_id = 'upload_and_poll'"
+                " AND state = 'running'",
+                (definition.dag_id,),
+            ).fetchone()
+        return row[0] or 0
+
+    retried: list[bool] = []
+
+    def unstick_during_the_retry() -> None:
+        deadline = time.time() + 120
+        while upload_try() < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        retried.append(upload_try() == 2)
+        time.sleep(1.0)  # the retry has reconnected and is waiting
+        mailchimp_conn.clear_faults()
+
+    releaser = threading.Thread(target=unstick_during_the_retry, daemon=True)
+    releaser.start()
+    report = run_export(definition)
+    releaser.join(10)
+    assert retried == [True]  # the first try timed out and the second was running when unstuck
+    assert mailchimp_conn.stats()["batches_submitted"] == 1
+    assert_audience_complete(mailchimp_conn, report)
