@@ -44,7 +44,8 @@ class MailchimpHook(HttpHook):
     """Calls the Mailchimp Marketing API v3 with retries on throttling and transient failures.
 
     Retries 429, 5xx, bare 403s, dropped connections and timeouts with exponential backoff and jitter;
-    never retries validation errors. One keep-alive session per hook: a task holds one connection, so an
+    never retries validation errors, and never sends ``POST /batches`` again without first finding out
+    that Mailchimp did not accept it (``submit_batch``). One keep-alive session per hook: a task holds one connection, so an
     Airflow pool bounds the deployment's simultaneous connections to Mailchimp's limit of 10.
 
     :param mailchimp_conn_id: connection of type ``mailchimp``.
