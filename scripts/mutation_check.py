@@ -111,9 +111,13 @@ def run_tests(plugins: Path, tests: tuple[str, ...]) -> tuple[bool, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), str(ROOT / "include")])}
     command = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *tests]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    failed = [
-        line.split()[1].split("/")[-1] for line in done.stdout.splitlines() if line.startswith("FAILED")
-    ]
+    failed = list(
+        dict.fromkeys(
+            line.split()[1].split("/")[-1].partition("[")[0]
+            for line in done.stdout.splitlines()
+            if line.startswith("FAILED")
+        )
+    )
     return done.returncode == 0, "failed: " + ", ".join(failed) if failed else "none failed"
 
 
