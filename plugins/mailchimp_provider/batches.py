@@ -29,6 +29,11 @@ class BatchStatus(StrEnum):
         """``finished`` is the only end state; it includes errored operations, which are per-result."""
         return self is BatchStatus.FINISHED
 
+    def is_withdrawable(self) -> bool:
+        """Only a ``pending`` batch has changed nothing yet. Deleting a later one would throw away the
+        results of the operations it already applied, so their outcomes would be unknown."""
+        return self is BatchStatus.PENDING
+
 
 MARKER_PREFIX = "submission-marker-"
 

@@ -7,6 +7,8 @@ import importlib
 import json
 import time
 
+import pytest
+from mailchimp_provider.hooks.errors import MailchimpApiError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 from mailchimp_provider.triggers.batch import MailchimpBatchTrigger
 from support import mailchimp_connection
@@ -74,3 +76,20 @@ def test_gives_up_at_once_on_a_refused_key(mailchimp_conn, monkeypatch) -> None:
     event = _first_event(MailchimpBatchTrigger("mailchimp_default", "b1", 0.1, time.time() + 10))
     assert event["status"] == "error" and event["http_status"] == 401
     assert mailchimp_conn.stats()["requests_by_status"] == {"401": 1}
+
+
+def test_on_kill_withdraws_a_pending_batch_and_leaves_a_running_one(mailchimp_conn) -> None:
+    mailchimp_conn.set_faults(stuck_in="pending")
+    pending = _submit(mailchimp_conn)
+    asyncio.run(MailchimpBatchTrigger("mailchimp_default", pending, 0.1, time.time() + 10).on_kill())
+    with pytest.raises(MailchimpApiError, match="404"):
+        MailchimpHook().get_batch(pending)
+
+    mailchimp_conn.set_faults(stuck_in="started")
+    running = _submit(mailchimp_conn)
+    deadline = time.time() + 30
+    while MailchimpHook().get_batch(running)["status"] != "started":
+        assert time.time() < deadline, "the batch never started"
+        time.sleep(0.1)
+    asyncio.run(MailchimpBatchTrigger("mailchimp_default", running, 0.1, time.time() + 10).on_kill())
+    assert MailchimpHook().get_batch(running)["status"] == "started"

@@ -86,3 +86,4 @@ def test_corrupt_archives_raise_a_clear_error(data: bytes) -> None:
 
 def test_status_lifecycle() -> None:
     assert [s.is_terminal() for s in BatchStatus] == [False, False, False, False, True]
+    assert [s.is_withdrawable() for s in BatchStatus] == [True, False, False, False, False]

@@ -195,22 +195,20 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
             return self.get_job_result(event["batch"]["id"], context)
 
     def on_kill(self) -> None:
-        """Withdraw a batch that has not started; leave a running one alone.
+        """Withdraw a batch that has not started; leave a running one to finish (a re-run reconnects).
 
-        A pending batch has changed nothing yet, so a killed task withdraws it. A running one has
-        applied part of its operations: deleting it would throw away their results (their outcomes
-        would be unknown), so it is left to finish and a re-run reconnects to it.
+        See ``BatchStatus.is_withdrawable``; the trigger's ``on_kill`` does the same for deferred tasks.
         """
         if self._batch_id is None:
             return
         try:
             status = self.hook.get_batch(self._batch_id)["status"]
-            if status == BatchStatus.PENDING:
+            if BatchStatus(status).is_withdrawable():
                 self.hook.delete_batch(self._batch_id)
                 self.log.info("Killed: withdrew batch %s before it started", self._batch_id)
             else:
                 self.log.info("Killed: batch %s is %s and is left to finish", self._batch_id, status)
-        except MailchimpApiError as exc:
+        except (MailchimpApiError, ValueError) as exc:
             self.log.warning("Killed: could not check batch %s: %s", self._batch_id, exc)
 
 

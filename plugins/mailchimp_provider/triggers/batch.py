@@ -56,6 +56,20 @@ class MailchimpBatchTrigger(BaseTrigger):
             },
         )
 
+    async def on_kill(self) -> None:
+        """The deferred task was killed: withdraw the batch if it has not started, as the operator's
+        ``on_kill`` does for a task waiting on a worker; a running batch is left to finish."""
+        hook = MailchimpAsyncHook(self.mailchimp_conn_id)
+        try:
+            status = (await hook.get_batch(self.batch_id)).get("status", "unknown")
+            if BatchStatus(status).is_withdrawable():
+                await hook.call("DELETE", f"batches/{self.batch_id}")
+                self.log.info("Killed: withdrew batch %s before it started", self.batch_id)
+            else:
+                self.log.info("Killed: batch %s is %s and is left to finish", self.batch_id, status)
+        except (MailchimpApiError, ValueError) as exc:
+            self.log.warning("Killed: could not check batch %s: %s", self.batch_id, exc)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = MailchimpAsyncHook(self.mailchimp_conn_id)
         last_status = "unknown"
