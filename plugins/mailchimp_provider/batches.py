@@ -6,10 +6,12 @@ import gzip
 import io
 import json
 import tarfile
+import uuid
 import zlib
 from enum import StrEnum
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 RESULT_SCHEMA = pa.schema(
     [("operation_id", pa.string()), ("status_code", pa.int32()), ("response", pa.string())]
@@ -27,13 +29,35 @@ class BatchStatus(StrEnum):
         """``finished`` is the only end state; it includes errored operations, which are per-result."""
         return self is BatchStatus.FINISHED
 
+    def is_withdrawable(self) -> bool:
+        """Only a ``pending`` batch has changed nothing yet. Deleting a later one would throw away the
+        results of the operations it already applied, so their outcomes would be unknown."""
+        return self is BatchStatus.PENDING
 
-def batch_request_body(operations_jsonl: str) -> bytes:
-    """The ``POST /batches`` body from JSON lines of operations, spliced without parsing them again.
 
-    Lines end at ``\\n`` only: names may hold U+0085 or U+2028, which ``str.splitlines`` would split on.
-    """
-    lines = (line for line in operations_jsonl.split("\n") if line)
+MARKER_PREFIX = "submission-marker-"
+
+
+def new_marker() -> str:
+    """A unique operation id that tells one submission's batch apart from every other batch."""
+    return MARKER_PREFIX + uuid.uuid4().hex
+
+
+def marker_operation(marker: str) -> str:
+    """A harmless ``GET /ping`` carrying the marker: Mailchimp lists batches without their operations,
+    so a batch whose submission lost its answer is recognised by this id in its results archive."""
+    return json.dumps({"method": "GET", "path": "/ping", "operation_id": marker})
+
+
+def operation_lines(operations_jsonl: str) -> list[str]:
+    """Lines end at ``\\n`` only: names may hold U+0085 or U+2028, which ``str.splitlines`` would split on."""
+    return [line for line in operations_jsonl.split("\n") if line]
+
+
+def batch_request_body(operations_jsonl: str, marker: str) -> bytes:
+    """The ``POST /batches`` body from JSON lines of operations (spliced without parsing them again),
+    plus the submission's marker operation."""
+    lines = [*operation_lines(operations_jsonl), marker_operation(marker)]
     return ('{"operations":[' + ",".join(lines) + "]}").encode("utf-8")
 
 
@@ -80,3 +104,10 @@ def parse_results_archive(data: bytes) -> pa.Table:
         [pa.array(ids, pa.string()), pa.array(codes, pa.int32()), pa.array(responses, pa.string())],
         schema=RESULT_SCHEMA,
     )
+
+
+def split_markers(results: pa.Table) -> tuple[pa.Table, set[str]]:
+    """The job's own results, and the submission markers found among them."""
+    is_marker = pc.starts_with(results["operation_id"], MARKER_PREFIX)
+    markers = set(results.filter(is_marker)["operation_id"].to_pylist())
+    return results.filter(pc.invert(is_marker)), markers

@@ -4,12 +4,16 @@
 after a worker died: the dead task instance goes up for retry, and the run's remaining tasks are run
 one by one (the loop of dag.test(), without its "start afresh": it would delete the run and the task
 state store with it).
+
+With ``EXPORT_CHILD_DIE_AFTER_SUBMIT=1`` the first try of an upload kills its own process (SIGKILL)
+right after its batch id was stored, before it waits: the moment a deferrable upload would defer.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from mailchimp_exports import build_export_dag
 from mailchimp_provider.export.definition import load_definition
@@ -37,7 +41,11 @@ def resume(dag, run_id: str) -> int:
             ti.state = TaskInstanceState.UP_FOR_RETRY
             ti.end_date = utcnow()
     session.commit()
+    deadline = time.monotonic() + 600
     while run.state == DagRunState.RUNNING:
+        if time.monotonic() > deadline:
+            print("the resumed run did not end within 600 s", file=sys.stderr)
+            return 1
         session.expire_all()
         schedulable, _ = run.update_state(session=session)
         for ti in schedulable:
@@ -54,6 +62,28 @@ def resume(dag, run_id: str) -> int:
     return 0 if run.state == DagRunState.SUCCESS else 1
 
 
+def die_after_submit() -> None:
+    import os
+    import signal
+
+    from mailchimp_provider.operators.batch import MailchimpBatchOperator
+
+    wait = MailchimpBatchOperator.poll_until_complete
+
+    def poll_until_complete(self, external_id, context):
+        if context["ti"].try_number == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return wait(self, external_id, context)
+
+    MailchimpBatchOperator.poll_until_complete = poll_until_complete
+
+
 if __name__ == "__main__":
-    export_dag = build_export_dag(load_definition(DEMO_DEFINITION), DEMO_DEFINITION)
+    import os
+
+    if os.environ.get("EXPORT_CHILD_DIE_AFTER_SUBMIT") == "1":
+        die_after_submit()
+    folder = os.environ.get("MAILCHIMP_EXPORTS_DIR")  # a test's variant of the demo export, if any
+    source = Path(folder) / DEMO_DEFINITION.name if folder else DEMO_DEFINITION
+    export_dag = build_export_dag(load_definition(source), source)
     sys.exit(start(export_dag) if sys.argv[1] == "start" else resume(export_dag, sys.argv[2]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
@@ -92,8 +93,10 @@ def test_accepted_profiles_and_only_they_reach_the_audience(rows, mailchimp_conn
     )
     for job in jobs:
         batch_id = hook.submit_batch(read_text(paths.job_operations(job)))["id"]
+        deadline = time.monotonic() + 120
         while hook.get_batch(batch_id)["status"] != "finished":
-            pass
+            assert time.monotonic() < deadline, f"batch {batch_id} did not finish within 120 s"
+            time.sleep(0.05)
         write_parquet(paths.job_outcomes(job), hook.fetch_batch_results(batch_id))
         report.add_outcomes(
             job_outcomes(read_parquet(paths.job_index(job)), read_parquet(paths.job_outcomes(job)))

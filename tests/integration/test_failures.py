@@ -9,11 +9,14 @@ from mailchimp_exports import build_export_dag
 from support import DEMO_DEFINITION, mailchimp_connection, write_definition
 
 
-def run_failing(definition) -> dict[str, str]:
-    """Run the export, expect failure; the state of each task."""
+def run_failing(definition, tries: dict[str, int] | None = None) -> dict[str, str]:
+    """Run the export, expect failure; the state of each task (and, into ``tries``, its try number)."""
     run = build_export_dag(definition, DEMO_DEFINITION).test()
     assert run.state == "failed"
-    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+    instances = run.get_task_instances()
+    if tries is not None:
+        tries.update({ti.task_id: ti.try_number for ti in instances})
+    return {ti.task_id: ti.state for ti in instances}
 
 
 @pytest.mark.parametrize(
@@ -27,9 +30,11 @@ def test_connection_gates_stop_before_the_warehouse_is_read(
     warehouse, emulator, airflow_db, tmp_path, monkeypatch, capfd, extra, message
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", mailchimp_connection(emulator, **extra))
-    definition = write_definition(monkeypatch, tmp_path / "exports", export="gate_check", retries=0)
-    states = run_failing(definition)
-    assert states["check_audience"] == "failed"
+    definition = write_definition(monkeypatch, tmp_path / "exports", export="gate_check", retry_delay_s=0)
+    assert definition.retries > 0  # the export's own retries: the gate must not use them
+    tries: dict[str, int] = {}
+    states = run_failing(definition, tries)
+    assert states["check_audience"] == "failed" and tries["check_audience"] == 1
     assert states["extract"] == "upstream_failed"
     assert message in capfd.readouterr().out
     assert emulator.stats()["batches_submitted"] == 0
@@ -85,13 +90,39 @@ def test_warehouse_faults_fail_clearly_before_upload(
 def test_too_many_profiles_fails_before_upload(
     warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch, capfd
 ):
+    """The message says how many profiles were found and the limit. The limit is set so that the rows
+    pass the extract's early stop (max_profiles x segments) and the count of valid profiles trips."""
+    import re
+    import sqlite3
+
+    with sqlite3.connect(warehouse) as db:
+        (rows,) = db.execute(
+            "SELECT count(*) FROM segment_profiles WHERE segment IN ('vip_customers', 'churn_risk')"
+        ).fetchone()
+    limit = (rows + 1) // 2
     definition = write_definition(
-        monkeypatch, tmp_path / "exports", export="too_many", max_profiles=50, retries=0
+        monkeypatch, tmp_path / "exports", export="too_many", max_profiles=limit, retries=0
     )
     states = run_failing(definition)
-    assert states["validate_and_map"] == "failed" or states["extract"] == "failed"
+    assert states["validate_and_map"] == "failed"
     out = capfd.readouterr().out
-    assert "max_profiles" in out and "nothing was uploaded" in out
+    found = re.search(r"found ([\d,]+) valid profiles, more than its limit max_profiles=([\d,]+)", out)
+    assert found, [line for line in out.splitlines() if "max_profiles" in line]
+    assert int(found[1].replace(",", "")) > limit == int(found[2].replace(",", ""))
+    assert "nothing was uploaded" in out
+    assert mailchimp_conn.stats()["batches_submitted"] == 0
+
+
+def test_a_runaway_segment_stops_while_extracting(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch, capfd
+):
+    definition = write_definition(
+        monkeypatch, tmp_path / "exports", export="runaway", max_profiles=50, retries=0
+    )
+    states = run_failing(definition)
+    assert states["extract"] == "failed"
+    out = capfd.readouterr().out
+    assert "more than 100 rows" in out and "max_profiles" in out and "nothing was uploaded" in out
     assert mailchimp_conn.stats()["batches_submitted"] == 0
 
 

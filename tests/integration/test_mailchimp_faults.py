@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 from conftest import DEMO_AUDIENCES
+from fired import fault_fired
 from mailchimp_emulator.testing import EmulatorProcess
 from mailchimp_exports import build_export_dag
 from mailchimp_provider.hooks.config import RetryPolicy
@@ -47,7 +48,7 @@ def assert_audience_complete(server, report: dict) -> None:
     "faults",
     [
         {"throttle_next": 8},
-        {"error_rate": 0.1, "seed": 11},
+        {"error_rate": 0.3, "seed": 11},
         {"drop_rate": 0.1, "seed": 12},
         {"latency_spike_rate": 0.3, "latency_spike_ms": 400, "seed": 13},
         {"bare_status": 403, "bare_next": 4},
@@ -61,7 +62,9 @@ def test_transient_faults_end_in_a_correct_audience(
 ) -> None:
     definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL)
     mailchimp_conn.set_faults(**faults)
-    assert_audience_complete(mailchimp_conn, run_export(definition))
+    report = run_export(definition)
+    assert fault_fired(mailchimp_conn, faults) > 0, f"{faults} never fired"
+    assert_audience_complete(mailchimp_conn, report)
 
 
 @pytest.mark.parametrize(
@@ -97,14 +100,87 @@ def test_server_restart_in_the_middle_of_a_run(warehouse, airflow_db, tmp_path, 
         monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", mailchimp_connection(server))
         definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL)
 
+        restarted: list[int] = []
+
         def restart_once_a_batch_runs() -> None:
             deadline = time.time() + 60
             while server.stats()["batches_submitted"] == 0 and time.time() < deadline:
                 time.sleep(0.1)
-            server.restart()
+            if server.stats()["batches_submitted"]:
+                restarted.append(server.pid or 0)
+                server.restart()
 
         restarter = threading.Thread(target=restart_once_a_batch_runs)
         restarter.start()
         report = run_export(definition)
-        restarter.join()
+        restarter.join(90)
+        assert restarted and restarted[0] != server.pid  # the fault fired: a batch ran, then a new process
         assert_audience_complete(server, report)
+
+
+def test_lost_answers_to_batch_submissions_do_not_send_twice(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch
+) -> None:
+    """Issue 10 item 4, end to end: every POST /batches answer is lost after Mailchimp accepted it."""
+    import json
+
+    from lossy_proxy import LossyProxy
+
+    definition = write_definition(monkeypatch, tmp_path / "exports", **SMALL)
+    with LossyProxy(mailchimp_conn.port, method="POST", path="/3.0/batches", drop=100) as proxy:
+        conn = json.loads(mailchimp_connection(mailchimp_conn))
+        conn["host"] = proxy.base_url
+        monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", json.dumps(conn))
+        report = run_export(definition)
+    jobs = len(report["batches"])
+    assert jobs >= 1 and proxy.dropped == jobs  # the fault fired for every submission
+    assert mailchimp_conn.stats()["batches_submitted"] == jobs
+    assert report["updated"] == 0  # a fresh audience: counted once, nobody "updated" by a second batch
+    assert_audience_complete(mailchimp_conn, report)
+
+
+def test_a_retry_after_a_stuck_batch_timeout_reconnects_and_completes(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch
+) -> None:
+    """The message of a timeout says a retry reconnects: with the export's retries, the retry waits for
+    the same batch (its own full timeout) and the run completes once the batch gets unstuck."""
+    import os
+    import sqlite3
+    from pathlib import Path
+
+    definition = write_definition(
+        monkeypatch,
+        tmp_path / "exports",
+        **{**SMALL, "retries": 1},
+        retry_delay_s=0,
+        batch_timeout_s=3,
+    )
+    mailchimp_conn.set_faults(stuck_in="started")
+    db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+
+    def upload_try() -> int:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute(
+                "SELECT max(try_number) FROM task_instance WHERE dag_id = ? AND task_id = 'upload_and_poll'"
+                " AND state = 'running'",
+                (definition.dag_id,),
+            ).fetchone()
+        return row[0] or 0
+
+    retried: list[bool] = []
+
+    def unstick_during_the_retry() -> None:
+        deadline = time.time() + 120
+        while upload_try() < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        retried.append(upload_try() == 2)
+        time.sleep(1.0)  # the retry has reconnected and is waiting
+        mailchimp_conn.clear_faults()
+
+    releaser = threading.Thread(target=unstick_during_the_retry, daemon=True)
+    releaser.start()
+    report = run_export(definition)
+    releaser.join(10)
+    assert retried == [True]  # the first try timed out and the second was running when unstuck
+    assert mailchimp_conn.stats()["batches_submitted"] == 1
+    assert_audience_complete(mailchimp_conn, report)

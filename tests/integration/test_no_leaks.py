@@ -10,6 +10,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
 from mailchimp_provider.export.definition import load_definition
 from support import DEMO_DEFINITION, run_export
 
@@ -27,8 +28,16 @@ def _metadata_db_text() -> str:
     return "\n".join(chunks)
 
 
-def test_no_secret_or_address_leaks(warehouse, emulator, monkeypatch, airflow_db, capfd, tmp_path) -> None:
+@pytest.mark.parametrize("auth", ["api_key", "oauth_token"])
+def test_no_secret_or_address_leaks(
+    warehouse, emulator, monkeypatch, airflow_db, capfd, tmp_path, auth
+) -> None:
+    """With an API key alone the calls use Basic auth with the key; with a token, Bearer (the key is
+    then unused but still a secret). Either way nothing that reveals them may be found."""
     token = emulator.oauth_token
+    extra = {"privacy_consent": True, "allowed_exports": "*"}
+    if auth == "oauth_token":
+        extra["oauth_token"] = token
     monkeypatch.setenv(
         "AIRFLOW_CONN_MAILCHIMP_DEFAULT",
         json.dumps(
@@ -36,12 +45,16 @@ def test_no_secret_or_address_leaks(warehouse, emulator, monkeypatch, airflow_db
                 "conn_type": "mailchimp",
                 "host": emulator.base_url,
                 "password": emulator.api_key,
-                "extra": {"oauth_token": token, "privacy_consent": True, "allowed_exports": "*"},
+                "extra": extra,
             }
         ),
     )
     report = run_export(load_definition(DEMO_DEFINITION))
     assert report["created"] > 0
+    from mailchimp_provider.hooks.mailchimp import MailchimpHook
+
+    scheme = MailchimpHook().config.authorization.partition(" ")[0]
+    assert scheme == {"api_key": "Basic", "oauth_token": "Bearer"}[auth]  # the path under test was used
 
     secrets = [emulator.api_key, token, base64.b64encode(f"airflow:{emulator.api_key}".encode()).decode()]
     logs = capfd.readouterr()

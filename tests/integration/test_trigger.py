@@ -7,8 +7,11 @@ import importlib
 import json
 import time
 
+import pytest
+from mailchimp_provider.hooks.errors import MailchimpApiError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 from mailchimp_provider.triggers.batch import MailchimpBatchTrigger
+from support import mailchimp_connection
 
 
 def test_serialization_round_trip() -> None:
@@ -22,11 +25,13 @@ def test_serialization_round_trip() -> None:
 
 
 def _first_event(trigger: MailchimpBatchTrigger) -> dict:
-    async def first():
-        async for event in trigger.run():
-            return event.payload
+    """The trigger's event; it must yield exactly one and then end."""
 
-    return asyncio.run(first())
+    async def every():
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(every())
+    return event
 
 
 def _submit(server, members: int = 3) -> str:
@@ -48,7 +53,7 @@ def test_polls_until_finished(mailchimp_conn) -> None:
     batch_id = _submit(mailchimp_conn)
     event = _first_event(MailchimpBatchTrigger("mailchimp_default", batch_id, 0.1, time.time() + 60))
     assert event["status"] == "finished"
-    assert event["batch"]["id"] == batch_id and event["batch"]["total_operations"] == 1
+    assert event["batch"]["id"] == batch_id and event["batch"]["total_operations"] == 2  # with the marker
     assert "response_body_url" not in event["batch"]
 
 
@@ -61,4 +66,30 @@ def test_reports_timeout_with_the_last_status(mailchimp_conn) -> None:
 
 def test_reports_errors(mailchimp_conn) -> None:
     event = _first_event(MailchimpBatchTrigger("mailchimp_default", "nosuchbatch", 0.1, time.time() + 10))
-    assert event["status"] == "error" and "404" in event["message"]
+    assert event["status"] == "error" and "404" in event["message"] and event["http_status"] == 404
+
+
+def test_gives_up_at_once_on_a_refused_key(mailchimp_conn, monkeypatch) -> None:
+    conn = json.loads(mailchimp_connection(mailchimp_conn))
+    conn["password"] = "ffffffffffffffffffffffffffffffff-us6"
+    monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", json.dumps(conn))
+    event = _first_event(MailchimpBatchTrigger("mailchimp_default", "b1", 0.1, time.time() + 10))
+    assert event["status"] == "error" and event["http_status"] == 401
+    assert mailchimp_conn.stats()["requests_by_status"] == {"401": 1}
+
+
+def test_on_kill_withdraws_a_pending_batch_and_leaves_a_running_one(mailchimp_conn) -> None:
+    mailchimp_conn.set_faults(stuck_in="pending")
+    pending = _submit(mailchimp_conn)
+    asyncio.run(MailchimpBatchTrigger("mailchimp_default", pending, 0.1, time.time() + 10).on_kill())
+    with pytest.raises(MailchimpApiError, match="404"):
+        MailchimpHook().get_batch(pending)
+
+    mailchimp_conn.set_faults(stuck_in="started")
+    running = _submit(mailchimp_conn)
+    deadline = time.time() + 30
+    while MailchimpHook().get_batch(running)["status"] != "started":
+        assert time.time() < deadline, "the batch never started"
+        time.sleep(0.1)
+    asyncio.run(MailchimpBatchTrigger("mailchimp_default", running, 0.1, time.time() + 10).on_kill())
+    assert MailchimpHook().get_batch(running)["status"] == "started"

@@ -6,8 +6,17 @@ import io
 import json
 import tarfile
 
+import pyarrow as pa
 import pytest
-from mailchimp_provider.batches import BatchStatus, CorruptArchive, batch_request_body, parse_results_archive
+from mailchimp_provider.batches import (
+    MARKER_PREFIX,
+    BatchStatus,
+    CorruptArchive,
+    batch_request_body,
+    new_marker,
+    parse_results_archive,
+    split_markers,
+)
 
 
 def test_request_body_keeps_lines_with_unicode_line_separators_whole() -> None:
@@ -24,7 +33,20 @@ def test_request_body_keeps_lines_with_unicode_line_separators_whole() -> None:
         for i in range(3)
     ]
     jsonl = "".join(json.dumps(op, ensure_ascii=False) + "\n" for op in ops)
-    assert json.loads(batch_request_body(jsonl)) == {"operations": ops}
+    marker = new_marker()
+    assert json.loads(batch_request_body(jsonl, marker)) == {
+        "operations": [*ops, {"method": "GET", "path": "/ping", "operation_id": marker}]
+    }
+
+
+def test_markers_are_unique_and_split_from_the_results() -> None:
+    first, second = new_marker(), new_marker()
+    assert first != second and first.startswith(MARKER_PREFIX)
+    table = pa.table(
+        {"operation_id": ["00000-00000", first], "status_code": [200, 200], "response": ["{}", "{}"]}
+    )
+    results, markers = split_markers(table)
+    assert results["operation_id"].to_pylist() == ["00000-00000"] and markers == {first}
 
 
 def _archive(files: dict[str, bytes]) -> bytes:
@@ -64,3 +86,4 @@ def test_corrupt_archives_raise_a_clear_error(data: bytes) -> None:
 
 def test_status_lifecycle() -> None:
     assert [s.is_terminal() for s in BatchStatus] == [False, False, False, False, True]
+    assert [s.is_withdrawable() for s in BatchStatus] == [True, False, False, False, False]

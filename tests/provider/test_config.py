@@ -92,3 +92,27 @@ def test_backoff_grows_and_is_capped() -> None:
 
 def test_no_answer_at_all_is_worth_retrying_later() -> None:
     assert MailchimpApiError(0, "Connection failed", "ConnectionError").retryable
+
+
+def test_retry_policy_defaults_and_shape() -> None:
+    """10 attempts, exponential from 1 s, capped at 60 s, full jitter: each delay is uniform in
+    [0, min(60, 2^(n-1))], so it spreads over that whole range and is never a constant."""
+    import statistics
+
+    policy = RetryPolicy()
+    assert (policy.attempts, policy.base_delay, policy.max_delay) == (10, 1.0, 60.0)
+    for attempt in range(1, 12):
+        cap = min(60.0, 2.0 ** (attempt - 1))
+        delays = [policy.delay(attempt) for _ in range(400)]
+        assert all(0 <= d <= cap for d in delays)
+        assert min(delays) < 0.2 * cap and max(delays) > 0.8 * cap
+        assert 0.35 * cap < statistics.fmean(delays) < 0.65 * cap
+
+
+def test_request_timeout_is_130_seconds_by_default() -> None:
+    """Mailchimp gives up on a call after 120 s; we wait a little longer before calling it lost."""
+    from mailchimp_provider.hooks.mailchimp import MailchimpHook
+    from mailchimp_provider.hooks.mailchimp_async import MailchimpAsyncHook
+
+    assert MailchimpHook().timeout == 130.0
+    assert MailchimpAsyncHook().timeout == 130.0

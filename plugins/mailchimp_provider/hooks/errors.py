@@ -56,5 +56,14 @@ class MailchimpApiError(RuntimeError):
         return cls(status, _BARE_TITLES.get(status, "HTTP error"), f"answer with {kind}", bare=True)
 
 
+class MailchimpAnswerLost(MailchimpApiError):
+    """A request that changes something got no usable answer: Mailchimp may or may not have applied it."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """A configuration mistake or an answer that will not change on a retry (401, 403, 404, 400...)."""
+    return isinstance(exc, MailchimpConfigError) or (isinstance(exc, MailchimpApiError) and not exc.retryable)
+
+
 class MailchimpConfigError(ValueError):
     """The Mailchimp connection is incomplete or not allowed for this use; says how to fix it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -14,11 +15,20 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk.log import mask_secret
 from requests import Response, Session
 
-from mailchimp_provider.batches import CorruptArchive, batch_request_body, parse_results_archive
+from mailchimp_provider.batches import (
+    BatchStatus,
+    CorruptArchive,
+    batch_request_body,
+    new_marker,
+    operation_lines,
+    parse_results_archive,
+    split_markers,
+)
 from mailchimp_provider.hooks.config import USER_AGENT, MailchimpConfig, RetryPolicy, config_from_connection
-from mailchimp_provider.hooks.errors import MailchimpApiError, MailchimpConfigError
+from mailchimp_provider.hooks.errors import MailchimpAnswerLost, MailchimpApiError, MailchimpConfigError
 
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+CLOCK_SKEW = 300.0  # seconds either side of a submission where its batch may show up in Mailchimp's list
 
 
 def discover_data_center(url: str, token: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -34,7 +44,8 @@ class MailchimpHook(HttpHook):
     """Calls the Mailchimp Marketing API v3 with retries on throttling and transient failures.
 
     Retries 429, 5xx, bare 403s, dropped connections and timeouts with exponential backoff and jitter;
-    never retries validation errors. One keep-alive session per hook: a task holds one connection, so an
+    never retries validation errors, and never sends ``POST /batches`` again without first finding out
+    that Mailchimp did not accept it (``submit_batch``). One keep-alive session per hook: a task holds one connection, so an
     Airflow pool bounds the deployment's simultaneous connections to Mailchimp's limit of 10.
 
     :param mailchimp_conn_id: connection of type ``mailchimp``.
@@ -93,8 +104,13 @@ class MailchimpHook(HttpHook):
         body: Any = None,
         data: str | bytes | None = None,
         params: dict[str, Any] | None = None,
+        resend: bool = True,
     ) -> Any:
-        """One API call, retried on transient failures; returns the decoded JSON answer (None for 204)."""
+        """One API call, retried on transient failures; returns the decoded JSON answer (None for 204).
+
+        ``resend=False`` is for calls that must not run twice: only answers that prove Mailchimp did not
+        act (throttling) are retried; a lost answer, a timeout or a 5xx raises MailchimpAnswerLost.
+        """
         session = self.get_conn()
         if body is not None:
             data = json.dumps(body)
@@ -113,8 +129,12 @@ class MailchimpHook(HttpHook):
             except MailchimpApiError as exc:
                 if not exc.retryable or attempt == self.retry.attempts:
                     raise
+                if not resend and exc.status >= 500:
+                    raise MailchimpAnswerLost(exc.status, exc.title, exc.detail) from None
                 reason = f"{exc.status} {exc.title}"
             except _TRANSIENT as exc:
+                if not resend and not isinstance(exc, requests.exceptions.ConnectTimeout):
+                    raise MailchimpAnswerLost(0, "Answer lost", type(exc).__name__) from None
                 if attempt == self.retry.attempts:
                     raise MailchimpApiError(0, "Connection failed", type(exc).__name__) from None
                 reason = type(exc).__name__
@@ -179,14 +199,91 @@ class MailchimpHook(HttpHook):
             if not items or offset >= int(page.get("total_items", 0)):
                 return
 
-    def submit_batch(self, operations_jsonl: str) -> dict:
-        """POST /batches from JSON lines of operations, spliced into the body without re-parsing."""
-        return self.call("POST", "batches", data=batch_request_body(operations_jsonl))
+    def submit_batch(
+        self,
+        operations_jsonl: str,
+        marker: str = "",
+        *,
+        wait: float = 3 * 3600.0,
+        poll_interval: float = 10.0,
+    ) -> dict:
+        """POST /batches from JSON lines of operations (spliced into the body without re-parsing), once.
+
+        The body carries ``marker`` (a fresh one if not given). When the answer is lost, the batch may
+        have been accepted: it is looked for (``find_batch``) before anything is sent again, so a lost
+        answer never makes a second batch.
+        """
+        marker = marker or new_marker()
+        body = batch_request_body(operations_jsonl, marker)
+        total = len(operation_lines(operations_jsonl)) + 1
+        since = time.time()
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return self.call("POST", "batches", data=body, resend=False)
+            except MailchimpAnswerLost as exc:
+                self.log.warning(
+                    "Mailchimp POST batches: %s; looking for the batch before sending again", exc
+                )
+                found = self.find_batch(marker, total, since, wait=wait, poll_interval=poll_interval)
+                if found is not None:
+                    self.log.info("Batch %s was accepted although its answer was lost", found["id"])
+                    return found
+                if attempt == self.retry.attempts:
+                    raise
+                time.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    def find_batch(
+        self, marker: str, total_operations: int, since: float, *, wait: float, poll_interval: float
+    ) -> dict | None:
+        """The batch carrying ``marker``, or None if Mailchimp never accepted it.
+
+        Candidates are listed batches with the same operation count submitted around ``since``; the
+        marker, in a finished candidate's results, says which one is ours. Unfinished candidates are
+        waited for (up to ``wait`` seconds): only their results can tell.
+        """
+        deadline = time.time() + wait
+        candidates = [
+            batch["id"]
+            for batch in self._paged("batches", "batches", {})
+            if batch.get("total_operations") == total_operations
+            and _submitted_near(batch.get("submitted_at"), since)
+        ]
+        while candidates:
+            for batch_id in list(candidates):
+                try:
+                    batch = self.get_batch(batch_id)
+                except MailchimpApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    candidates.remove(batch_id)
+                    continue
+                if BatchStatus(batch["status"]).is_terminal():
+                    candidates.remove(batch_id)
+                    if marker in split_markers(self._results_table(batch_id))[1]:
+                        return batch
+            if candidates:
+                if time.time() >= deadline:
+                    raise MailchimpApiError(
+                        0,
+                        "Batch submission unresolved",
+                        f"{len(candidates)} batch(es) that may be ours did not finish within {wait:.0f}s",
+                    )
+                time.sleep(poll_interval)
+        return None
 
     def get_batch(self, batch_id: str) -> dict:
         return self.call("GET", f"batches/{batch_id}")
 
-    def fetch_batch_results(self, batch_id: str, attempts: int = 6) -> pa.Table:
+    def delete_batch(self, batch_id: str) -> None:
+        """Stop a batch; what it already applied stays applied, and its results are gone."""
+        self.call("DELETE", f"batches/{batch_id}")
+
+    def fetch_batch_results(self, batch_id: str) -> pa.Table:
+        """A finished batch's per-operation results, without the submission marker."""
+        return split_markers(self._results_table(batch_id))[0]
+
+    def _results_table(self, batch_id: str, attempts: int = 6) -> pa.Table:
         """Download and parse a finished batch's archive, asking for a fresh URL whenever one fails.
 
         The URL is pre-signed storage: it is fetched without Mailchimp credentials, may expire after
@@ -212,3 +309,12 @@ class MailchimpHook(HttpHook):
                 self.log.warning("Batch %s results: %s; asking again in %.1fs", batch_id, problem, delay)
                 time.sleep(delay)
         raise MailchimpApiError(0, "Batch results unavailable", f"batch {batch_id}: {problem}")
+
+
+def _submitted_near(submitted_at: str | None, since: float) -> bool:
+    """Whether Mailchimp's submission time (its clock, whole seconds) fits a submission begun at ``since``."""
+    try:
+        submitted = dt.datetime.fromisoformat(submitted_at or "").timestamp()
+    except ValueError:
+        return False
+    return since - CLOCK_SKEW <= submitted <= time.time() + CLOCK_SKEW

@@ -33,8 +33,10 @@ class MailchimpBatchTrigger(BaseTrigger):
     """Poll ``GET /batches/{id}`` until the batch finishes or ``deadline`` (epoch seconds) passes; the first
     poll not before ``not_before`` (epoch seconds).
 
-    Events: ``{"status": "finished", "batch": {...}}``, ``{"status": "timeout", "batch_id",
-    "last_status"}`` or ``{"status": "error", "batch_id", "message"}``.
+    Yields exactly one event, then ends: ``{"status": "finished", "batch": {...}}``, ``{"status":
+    "timeout", "batch_id", "last_status"}`` or ``{"status": "error", "batch_id", "message",
+    "http_status"}`` (0 when there was no answer). ``deadline`` is wall-clock time, so it survives the
+    trigger moving to another triggerer process.
     """
 
     def __init__(
@@ -64,6 +66,20 @@ class MailchimpBatchTrigger(BaseTrigger):
             },
         )
 
+    async def on_kill(self) -> None:
+        """The deferred task was killed: withdraw the batch if it has not started, as the operator's
+        ``on_kill`` does for a task waiting on a worker; a running batch is left to finish."""
+        hook = MailchimpAsyncHook(self.mailchimp_conn_id)
+        try:
+            status = (await hook.get_batch(self.batch_id)).get("status", "unknown")
+            if BatchStatus(status).is_withdrawable():
+                await hook.call("DELETE", f"batches/{self.batch_id}")
+                self.log.info("Killed: withdrew batch %s before it started", self.batch_id)
+            else:
+                self.log.info("Killed: batch %s is %s and is left to finish", self.batch_id, status)
+        except (MailchimpApiError, ValueError) as exc:
+            self.log.warning("Killed: could not check batch %s: %s", self.batch_id, exc)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = MailchimpAsyncHook(self.mailchimp_conn_id)
         last_status = "unknown"
@@ -85,4 +101,7 @@ class MailchimpBatchTrigger(BaseTrigger):
                 )
                 await asyncio.sleep(min(self.poll_interval, max(0.0, self.deadline - time.time())))
         except (MailchimpApiError, ValueError) as exc:
-            yield TriggerEvent({"status": "error", "batch_id": self.batch_id, "message": str(exc)})
+            status = exc.status if isinstance(exc, MailchimpApiError) else 0
+            yield TriggerEvent(
+                {"status": "error", "batch_id": self.batch_id, "message": str(exc), "http_status": status}
+            )
