@@ -12,6 +12,7 @@ from aiohttp import web
 from .app import Emulator, create_app
 from .config import ConfigError, Settings, load_config_file, parse_audience_flag, with_overrides
 from .faults import BATCH_STATES, FaultError, Faults
+from .pace import PRESETS, Pace, PaceError
 from .redact import AccessLogger, configure_logging
 from .store import StateLocked
 
@@ -56,7 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=int, help="simultaneous /3.0 requests allowed (default 10)")
     p.add_argument("--max-pending-batches", type=int, help="pending batches allowed (default 500)")
     p.add_argument("--max-body-mb", type=int, help="largest request body in MiB (default 64)")
+    p.add_argument(
+        "--allow-placeholder-domains",
+        action="store_true",
+        default=None,
+        help="accept addresses at example.org, .test etc. (Mailchimp refuses them; off by default)",
+    )
     p.add_argument("--log-level", default="info", help="debug, info, warning (default info)")
+    pace = p.add_argument_group("processing pace (README: Processing pace)")
+    pace.add_argument("--pace", choices=sorted(PRESETS), help="preset (default off: as fast as possible)")
+    pace.add_argument("--ops-per-minute", type=float, help="operations a running batch applies per minute")
+    pace.add_argument("--parallel-batches", type=int, help="batches run at once (default 1)")
+    pace.add_argument("--finish-delay", type=float, help="seconds between the last operation and finished")
     faults = p.add_argument_group("faults (same fields as PUT /_emulator/faults)")
     faults.add_argument("--error-rate", type=float)
     faults.add_argument("--throttle-next", type=int)
@@ -69,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--stuck-in", choices=BATCH_STATES[:-1])
     faults.add_argument("--empty-url-next", type=int)
     faults.add_argument("--corrupt-archive", action="store_true", default=None)
+    faults.add_argument("--lose-batch-answer-next", type=int)
     faults.add_argument("--fault-seed", type=int, dest="seed")
     return p
 
@@ -85,6 +98,7 @@ _FAULT_FLAGS = (
     "stuck_in",
     "empty_url_next",
     "corrupt_archive",
+    "lose_batch_answer_next",
     "seed",
 )
 
@@ -92,6 +106,16 @@ _FAULT_FLAGS = (
 def settings_from_args(args: argparse.Namespace) -> Settings:
     base = Settings(**load_config_file(args.config)) if args.config else Settings()
     fault_flags = {k: getattr(args, k) for k in _FAULT_FLAGS if getattr(args, k) is not None}
+    pace_flags = {
+        key: value
+        for key, value in (
+            ("preset", args.pace),
+            ("operations_per_minute", args.ops_per_minute),
+            ("parallel_batches", args.parallel_batches),
+            ("finish_delay", args.finish_delay),
+        )
+        if value is not None
+    }
     return with_overrides(
         base,
         host=args.host,
@@ -107,6 +131,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_connections=args.max_connections,
         max_pending_batches=args.max_pending_batches,
         max_body_bytes=args.max_body_mb * 1024 * 1024 if args.max_body_mb else None,
+        allow_placeholder_domains=args.allow_placeholder_domains,
+        pace=Pace.from_config(pace_flags, base.pace) if pace_flags else None,
         faults=Faults.from_dict(fault_flags, base.faults) if fault_flags else None,
     )
 
@@ -116,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(args.log_level)
     try:
         settings = settings_from_args(args)
-    except (ConfigError, FaultError, OSError) as exc:
+    except (ConfigError, FaultError, PaceError, OSError) as exc:
         print(f"mailchimp-emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
@@ -125,11 +151,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"mailchimp-emulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     log.info(
-        "Mailchimp emulator on %s/3.0 (dc %s, audiences %s, state %s)",
+        "Mailchimp emulator on %s/3.0 (dc %s, audiences %s, state %s, pace %s)",
         settings.base_url,
         settings.dc,
         ", ".join(a.id for a in settings.audiences),
         settings.state_path,
+        settings.pace,
     )
     web.run_app(
         create_app(emulator),

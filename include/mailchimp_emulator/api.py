@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,93 +17,20 @@ from . import render
 from .archives import ArchiveSigner, BatchFiles
 from .batches import accept_batch
 from .config import MERGE_TAG_RE, MERGE_TYPES, MergeFieldSpec, Settings
-from .members import MAX_BATCH_SUBSCRIBE, MemberWriter
+from .exchange import ApiRequest, ApiResponse
+from .groups import InterestApi
+from .members import MAX_BATCH_SUBSCRIBE, MemberSchema, MemberWriter
 from .model import Audience, Batch, now_iso
-from .problems import ApiError, invalid
+from .params import bool_param, int_param, object_body, parse_json
+from .problems import ApiError, invalid, not_implemented
 from .rules import LISTED_STATUSES, MergeSchema, subscriber_hash
+from .segments import SegmentApi
 from .store import Store
 
 log = logging.getLogger("mailchimp_emulator.api")
 
 
-@dataclass(frozen=True)
-class ApiRequest:
-    """One call relative to /3.0; `base_url` is how the caller reached us (for links and URLs)."""
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    body: bytes
-    base_url: str
-    in_batch: bool = False
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # `instance` of problem answers
-
-
-@dataclass
-class ApiResponse:
-    """`body` is JSON-able, or `text` is already-encoded JSON (big answers), or neither (204)."""
-
-    status: int
-    body: Any = None
-    text: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    problem: bool = False
-
-    def json_text(self) -> str:
-        if self.text is not None:
-            return self.text
-        return "" if self.body is None else json.dumps(self.body)
-
-
 Handler = Callable[..., ApiResponse]
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_json(body: bytes) -> Any:
-    """Decode a request body; an empty body counts as {} and is then validated like any object."""
-    if not body.strip():
-        return {}
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        detail = f"We encountered an unspecified JSON parsing error: {str(exc)[:200]}"
-        raise ApiError("JSONParseError", detail) from None
-
-
-def _object_body(body: bytes) -> dict[str, Any]:
-    data = parse_json(body)
-    if not isinstance(data, dict):
-        raise invalid("body", "Schema describes object, found something else instead")
-    return data
-
-
-def _bool_param(query: Mapping[str, str], name: str) -> bool:
-    value = query.get(name)
-    if value is None or value == "":
-        return False
-    lowered = value.lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise invalid(name, "Must be true or false")
-
-
-def _int_param(
-    query: Mapping[str, str], name: str, default: int | None, maximum: int | None = None
-) -> int | None:
-    value = query.get(name)
-    if value is None or value == "":
-        return default
-    if not value.isdigit():
-        raise invalid(name, "Must be a non-negative integer")
-    number = int(value)
-    if maximum is not None and number > maximum:
-        raise invalid(name, f"Must be at most {maximum}")
-    return number
 
 
 def _project(value: Any, include: list[list[str]] | None, exclude: list[list[str]]) -> Any:
@@ -149,30 +74,51 @@ class Api:
         self.files = files
         self.signer = signer
         self._on_batch_submitted = on_batch_submitted
-        self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-            (re.compile(pattern), methods)
-            for pattern, methods in (
-                (r"/ping", {"GET": self.ping}),
-                (r"/lists/(?P<list_id>[^/]+)", {"GET": self.get_list, "POST": self.batch_subscribe}),
-                (
-                    r"/lists/(?P<list_id>[^/]+)/merge-fields",
-                    {"GET": self.list_merge_fields, "POST": self.add_merge_field},
-                ),
-                (r"/lists/(?P<list_id>[^/]+)/members", {"GET": self.list_members, "POST": self.add_member}),
-                (
-                    r"/lists/(?P<list_id>[^/]+)/members/(?P<member>[^/]+)",
-                    {
-                        "GET": self.get_member,
-                        "PUT": self.put_member,
-                        "PATCH": self.patch_member,
-                        "DELETE": self.archive_member,
-                    },
-                ),
-                (r"/lists/(?P<list_id>[^/]+)/members/(?P<member>[^/]+)/tags", {"POST": self.member_tags}),
-                (r"/batches", {"GET": self.list_batches, "POST": self.start_batch}),
-                (r"/batches/(?P<batch_id>[^/]+)", {"GET": self.get_batch, "DELETE": self.delete_batch}),
-            )
-        ]
+        segments = SegmentApi(self)
+        groups = InterestApi(self)
+        lists = r"/lists/(?P<list_id>[^/]+)"
+        member = lists + r"/members/(?P<member>[^/]+)"
+        categories = lists + r"/interest-categories"
+        category = categories + r"/(?P<category_id>[^/]+)"
+        # A method mapped to None is one Mailchimp serves on that path and this server does not (501).
+        routes: tuple[tuple[str, dict[str, Handler | None]], ...] = (
+            (r"/ping", {"GET": self.ping}),
+            (r"/lists", {"GET": self.list_lists, "POST": None}),
+            (lists, {"GET": self.get_list, "POST": self.batch_subscribe, "PATCH": None, "DELETE": None}),
+            (lists + r"/merge-fields", {"GET": self.list_merge_fields, "POST": self.add_merge_field}),
+            (lists + r"/members", {"GET": self.list_members, "POST": self.add_member}),
+            (
+                member,
+                {
+                    "GET": self.get_member,
+                    "PUT": self.put_member,
+                    "PATCH": self.patch_member,
+                    "DELETE": self.archive_member,
+                },
+            ),
+            (member + r"/tags", {"GET": self.get_member_tags, "POST": self.member_tags}),
+            (member + r"/actions/delete-permanent", {"POST": self.delete_member_permanently}),
+            (lists + r"/segments", {"GET": segments.list, "POST": segments.create}),
+            (
+                lists + r"/segments/(?P<segment_id>[^/]+)",
+                {
+                    "GET": segments.get,
+                    "POST": segments.update_members,
+                    "PATCH": segments.update,
+                    "DELETE": segments.delete,
+                },
+            ),
+            (categories, {"GET": groups.list_categories, "POST": groups.create_category}),
+            (category, {"GET": groups.get_category, "PATCH": None, "DELETE": None}),
+            (category + r"/interests", {"GET": groups.list_interests, "POST": groups.create_interest}),
+            (
+                category + r"/interests/(?P<interest_id>[^/]+)",
+                {"GET": groups.get_interest, "PATCH": None, "DELETE": None},
+            ),
+            (r"/batches", {"GET": self.list_batches, "POST": self.start_batch}),
+            (r"/batches/(?P<batch_id>[^/]+)", {"GET": self.get_batch, "DELETE": self.delete_batch}),
+        )
+        self._routes = [(re.compile(pattern), methods) for pattern, methods in routes]
 
     # ---- dispatch ----------------------------------------------------------------------------------
 
@@ -207,32 +153,52 @@ class Api:
             if match:
                 handler = methods.get(method)
                 if handler is None:
+                    if method in methods:
+                        raise not_implemented(method, path)
                     raise ApiError("MethodNotAllowed", headers={"Allow": ", ".join(sorted(methods))})
                 return handler, {k: unquote(v) for k, v in match.groupdict().items()}
-        raise ApiError("ResourceNotFound")
+        raise not_implemented(method, path)
 
-    # ---- helpers -----------------------------------------------------------------------------------
+    # ---- helpers (shared with segments.py and groups.py) ----------------------------------------------
 
     @staticmethod
-    def _audience(store: Store, list_id: str) -> Audience:
+    def audience_of(store: Store, list_id: str) -> Audience:
         audience = store.audience(list_id)
         if audience is None:
             raise ApiError("ResourceNotFound")
         return audience
 
-    @staticmethod
-    def _renderer(store: Store, audience: Audience, req: ApiRequest) -> render.MemberRenderer:
+    def renderer(
+        self, store: Store, audience: Audience, req: ApiRequest, tag_ids: dict[str, int] | None = None
+    ) -> render.MemberRenderer:
+        list_no = audience.list_no
         return render.MemberRenderer(
-            audience.id, MergeSchema(store.merge_fields(audience.list_no)).blank, req.base_url
+            audience.id,
+            MergeSchema(store.merge_fields(list_no)).blank,
+            req.base_url,
+            store.tag_ids(list_no) if tag_ids is None else tag_ids,
+            [i.id for i in store.interests(list_no)],
+            store.permissions(list_no),
         )
 
-    @staticmethod
-    def _writer(
-        store: Store, audience: Audience, req: ApiRequest
+    def writer(
+        self, store: Store, audience: Audience, req: ApiRequest
     ) -> tuple[MemberWriter, render.MemberRenderer]:
-        schema = MergeSchema(store.merge_fields(audience.list_no))
-        renderer = render.MemberRenderer(audience.id, schema.blank, req.base_url)
-        return MemberWriter(store, audience, schema, now_iso()), renderer
+        list_no = audience.list_no
+        merge = MergeSchema(store.merge_fields(list_no))
+        interest_ids = [i.id for i in store.interests(list_no)]
+        permissions = store.permissions(list_no)
+        schema = MemberSchema(
+            merge,
+            frozenset(interest_ids),
+            frozenset(p.id for p in permissions),
+            self.settings.allow_placeholder_domains,
+        )
+        writer = MemberWriter(store, audience, schema, now_iso())
+        renderer = render.MemberRenderer(
+            audience.id, merge.blank, req.base_url, writer.tag_ids, interest_ids, permissions
+        )
+        return writer, renderer
 
     @staticmethod
     def _member_hash(raw: str) -> str:
@@ -244,29 +210,49 @@ class Api:
     def ping(self, store: Store, req: ApiRequest) -> ApiResponse:
         return ApiResponse(200, {"health_status": "Everything's Chimpy!"})
 
-    def get_list(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
-        audience = self._audience(store, list_id)
-        counts = store.member_counts(audience.list_no)
-        fields = store.merge_fields(audience.list_no)
-        body = render.audience(
+    def _audience_body(self, store: Store, audience: Audience, req: ApiRequest) -> dict[str, Any]:
+        list_no = audience.list_no
+        return render.audience(
             audience,
-            counts,
-            len(fields),
+            store.member_counts(list_no),
+            len(store.merge_fields(list_no)),
             req.base_url,
             self.settings.dc,
-            _bool_param(req.query, "include_total_contacts"),
+            bool_param(req.query, "include_total_contacts"),
+            bool(store.permissions(list_no)),
         )
-        return ApiResponse(200, body)
+
+    def get_list(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
+        return ApiResponse(200, self._audience_body(store, self.audience_of(store, list_id), req))
+
+    def list_lists(self, store: Store, req: ApiRequest) -> ApiResponse:
+        count = int_param(req.query, "count", 10, 1000) or 0
+        offset = int_param(req.query, "offset", 0) or 0
+        audiences = store.audiences()
+        href = f"{req.base_url}/3.0/lists"
+        return ApiResponse(
+            200,
+            {
+                "lists": [self._audience_body(store, a, req) for a in audiences[offset : offset + count]],
+                "total_items": len(audiences),
+                "constraints": {
+                    "may_create": False,
+                    "max_instances": len(audiences),
+                    "current_total_instances": len(audiences),
+                },
+                "_links": [render.link("self", href), render.link("create", href, "POST")],
+            },
+        )
 
     def list_merge_fields(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
-        audience = self._audience(store, list_id)
-        count = _int_param(req.query, "count", 10, 1000) or 0
-        offset = _int_param(req.query, "offset", 0) or 0
+        audience = self.audience_of(store, list_id)
+        count = int_param(req.query, "count", 10, 1000) or 0
+        offset = int_param(req.query, "offset", 0) or 0
         fields = store.merge_fields(audience.list_no)
         if req.query.get("type"):
             fields = [f for f in fields if f.type == req.query["type"]]
         if "required" in req.query:
-            required = _bool_param(req.query, "required")
+            required = bool_param(req.query, "required")
             fields = [f for f in fields if f.required == required]
         page = fields[offset : offset + count]
         href = f"{req.base_url}/3.0/lists/{list_id}/merge-fields"
@@ -281,8 +267,8 @@ class Api:
         )
 
     def add_merge_field(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
-        audience = self._audience(store, list_id)
-        body = _object_body(req.body)
+        audience = self.audience_of(store, list_id)
+        body = object_body(req.body)
         name, kind = body.get("name"), body.get("type")
         if not isinstance(name, str) or not name.strip():
             raise invalid("name", "This value should not be blank.")
@@ -326,17 +312,17 @@ class Api:
     # ---- members -----------------------------------------------------------------------------------
 
     def list_members(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
-        audience = self._audience(store, list_id)
+        audience = self.audience_of(store, list_id)
         # batch GETs without a count page through the whole collection, like Mailchimp's
-        count = _int_param(req.query, "count", None if req.in_batch else 10, None if req.in_batch else 1000)
-        offset = _int_param(req.query, "offset", 0) or 0
+        count = int_param(req.query, "count", None if req.in_batch else 10, None if req.in_batch else 1000)
+        offset = int_param(req.query, "offset", 0) or 0
         status = req.query.get("status") or None
         if status is not None and status not in LISTED_STATUSES:
             raise invalid("status", f"Value must be one of: {', '.join(LISTED_STATUSES)}")
         counts = store.member_counts(audience.list_no)
         total = counts.get(status, 0) if status else sum(n for s, n in counts.items() if s != "archived")
         members = store.list_members(audience.list_no, status, count, offset)
-        renderer = self._renderer(store, audience, req)
+        renderer = self.renderer(store, audience, req)
         href = f"{req.base_url}/3.0/lists/{list_id}/members"
         links = json.dumps([render.link("self", href), render.link("create", href, "POST")])
         text = (
@@ -346,11 +332,11 @@ class Api:
         return ApiResponse(200, text=text)
 
     def get_member(self, store: Store, req: ApiRequest, list_id: str, member: str) -> ApiResponse:
-        audience = self._audience(store, list_id)
+        audience = self.audience_of(store, list_id)
         found = store.member(audience.list_no, self._member_hash(member))
         if found is None:
             raise ApiError("ResourceNotFound")
-        return ApiResponse(200, text=self._renderer(store, audience, req).json(found))
+        return ApiResponse(200, text=self.renderer(store, audience, req).json(found))
 
     def _write_member(
         self,
@@ -360,11 +346,11 @@ class Api:
         member_path: str,
         **mode: bool,
     ) -> ApiResponse:
-        audience = self._audience(store, list_id)
-        skip = _bool_param(req.query, "skip_merge_validation")
-        body = _object_body(req.body)
+        audience = self.audience_of(store, list_id)
+        skip = bool_param(req.query, "skip_merge_validation")
+        body = object_body(req.body)
         with store.transaction():
-            writer, renderer = self._writer(store, audience, req)
+            writer, renderer = self.writer(store, audience, req)
             member = writer.upsert(
                 self._member_hash(member_path) if member_path else "",
                 body,
@@ -383,15 +369,47 @@ class Api:
         return self._write_member(store, req, list_id, member, must_exist=True)
 
     def archive_member(self, store: Store, req: ApiRequest, list_id: str, member: str) -> ApiResponse:
-        audience = self._audience(store, list_id)
+        audience = self.audience_of(store, list_id)
         with store.transaction():
-            writer, _ = self._writer(store, audience, req)
+            writer, _ = self.writer(store, audience, req)
             writer.archive(self._member_hash(member))
         return ApiResponse(204)
 
+    def delete_member_permanently(
+        self, store: Store, req: ApiRequest, list_id: str, member: str
+    ) -> ApiResponse:
+        audience = self.audience_of(store, list_id)
+        with store.transaction():
+            writer, _ = self.writer(store, audience, req)
+            writer.delete_permanently(self._member_hash(member))
+        return ApiResponse(204)
+
+    def get_member_tags(self, store: Store, req: ApiRequest, list_id: str, member: str) -> ApiResponse:
+        """A member's tags with their segment ids; `date_added` is when the member last changed (this
+        server does not keep a date per tag)."""
+        audience = self.audience_of(store, list_id)
+        found = store.member(audience.list_no, self._member_hash(member))
+        if found is None:
+            raise ApiError("ResourceNotFound")
+        count = int_param(req.query, "count", 10, 1000) or 0
+        offset = int_param(req.query, "offset", 0) or 0
+        tag_ids = store.tag_ids(audience.list_no)
+        href = f"{req.base_url}/3.0/lists/{list_id}/members/{found.hash}/tags"
+        return ApiResponse(
+            200,
+            {
+                "tags": [
+                    {"id": tag_ids.get(name, 0), "name": name, "date_added": found.last_changed}
+                    for name in found.tags[offset : offset + count]
+                ],
+                "total_items": len(found.tags),
+                "_links": [render.link("self", href), render.link("create", href, "POST")],
+            },
+        )
+
     def member_tags(self, store: Store, req: ApiRequest, list_id: str, member: str) -> ApiResponse:
-        audience = self._audience(store, list_id)
-        body = _object_body(req.body)
+        audience = self.audience_of(store, list_id)
+        body = object_body(req.body)
         tags = body.get("tags")
         if not isinstance(tags, list):
             raise invalid("tags", "This value is required (an array of {name, status})")
@@ -405,15 +423,15 @@ class Api:
         if "is_syncing" in body and not isinstance(body["is_syncing"], bool):
             raise invalid("is_syncing", "Schema describes boolean")
         with store.transaction():
-            writer, _ = self._writer(store, audience, req)
+            writer, _ = self.writer(store, audience, req)
             writer.update_tags(self._member_hash(member), changes)
         return ApiResponse(204)
 
     def batch_subscribe(self, store: Store, req: ApiRequest, list_id: str) -> ApiResponse:
-        audience = self._audience(store, list_id)
-        skip_merge = _bool_param(req.query, "skip_merge_validation")
-        skip_duplicates = _bool_param(req.query, "skip_duplicate_check")
-        body = _object_body(req.body)
+        audience = self.audience_of(store, list_id)
+        skip_merge = bool_param(req.query, "skip_merge_validation")
+        skip_duplicates = bool_param(req.query, "skip_duplicate_check")
+        body = object_body(req.body)
         entries = body.get("members")
         if not isinstance(entries, list):
             raise invalid("members", "This value is required (an array of members)")
@@ -430,7 +448,7 @@ class Api:
                 raise invalid(name, "Schema describes boolean")
             flags[name] = bool(value)
         with store.transaction():
-            writer, renderer = self._writer(store, audience, req)
+            writer, renderer = self.writer(store, audience, req)
             created, updated, errors = writer.batch_subscribe(
                 entries,
                 update_existing=flags["update_existing"],
@@ -462,8 +480,8 @@ class Api:
         return ApiResponse(200, render.batch(batch, "", req.base_url))
 
     def list_batches(self, store: Store, req: ApiRequest) -> ApiResponse:
-        count = _int_param(req.query, "count", 10, 1000) or 0
-        offset = _int_param(req.query, "offset", 0) or 0
+        count = int_param(req.query, "count", 10, 1000) or 0
+        offset = int_param(req.query, "offset", 0) or 0
         batches, total = store.batches(count, offset)
         href = f"{req.base_url}/3.0/batches"
         return ApiResponse(

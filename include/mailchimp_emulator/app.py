@@ -109,6 +109,7 @@ class Emulator:
         self.files.wipe()
         store.sync_audiences(self.settings.audiences, now_iso(), reset_fields=True)
         self.faults.replace(Faults())
+        self.faults.reset_fired()
         self.stats.reset()
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -204,6 +205,14 @@ class Emulator:
             request_id=request_id,
         )
         result = await self.in_db(lambda store: self._answer(store, api_request))
+        if (
+            result.status == 200
+            and api_request.method == "POST"
+            and api_request.path.rstrip("/") == "/batches"
+            and self.faults.take_lost_batch_answer()
+        ):
+            request.protocol.force_close()  # the batch is queued and runs; its answer is lost
+            raise _Dropped
         return api_response(result)
 
     def _answer(self, store: Store, api_request: ApiRequest) -> ApiResponse:
@@ -291,6 +300,7 @@ class Emulator:
             return _s3_response(403, "AccessDenied", "Request has expired", request_id)
         if not self.faults.corrupt_archive:
             return web.FileResponse(path, headers={"Content-Type": "application/x-gzip"})
+        self.faults.count("corrupt_archive")
         response = web.StreamResponse(headers={"Content-Type": "application/x-gzip"})
         response.headers["X-Request-Id"] = request_id
         await response.prepare(request)

@@ -6,6 +6,7 @@ and command-line flags override the defaults (flags win over the file).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from .faults import Faults
+from .pace import Pace
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef-us6"
 DEFAULT_OAUTH_TOKEN = "demo-oauth-token"
@@ -75,6 +77,47 @@ DEFAULT_MERGE_FIELDS: tuple[MergeFieldSpec, ...] = (
 )
 
 
+INTEREST_CATEGORY_TYPES = ("checkboxes", "dropdown", "radio", "hidden")
+# The three permissions Mailchimp adds to an audience when GDPR fields are switched on.
+DEFAULT_MARKETING_PERMISSIONS = ("Email", "Direct Mail", "Customized Online Advertising")
+
+
+def derived_id(*parts: str) -> str:
+    """A stable 10-hex id (Mailchimp's interest and permission ids look like this) from names."""
+    return hashlib.md5("/".join(parts).encode("utf-8")).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class InterestSpec:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class InterestCategorySpec:
+    """A group category ("interest category") with its groups ("interests")."""
+
+    id: str
+    title: str
+    type: str = "checkboxes"
+    interests: tuple[InterestSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.type not in INTEREST_CATEGORY_TYPES:
+            raise ConfigError(
+                f"interest category {self.title!r}: type {self.type!r} not one of "
+                f"{', '.join(INTEREST_CATEGORY_TYPES)}"
+            )
+
+
+@dataclass(frozen=True)
+class PermissionSpec:
+    """A GDPR marketing permission of an audience."""
+
+    id: str
+    text: str
+
+
 @dataclass(frozen=True)
 class AudienceSpec:
     """A configured audience; it exists from startup and survives `reset`."""
@@ -83,6 +126,8 @@ class AudienceSpec:
     name: str
     double_optin: bool = False
     merge_fields: tuple[MergeFieldSpec, ...] = DEFAULT_MERGE_FIELDS
+    interest_categories: tuple[InterestCategorySpec, ...] = ()
+    marketing_permissions: tuple[PermissionSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not _LIST_ID_RE.match(self.id):
@@ -90,6 +135,13 @@ class AudienceSpec:
         tags = [f.tag for f in self.merge_fields]
         if len(set(tags)) != len(tags):
             raise ConfigError(f"audience {self.id}: duplicate merge tags")
+        ids = [c.id for c in self.interest_categories] + [
+            i.id for c in self.interest_categories for i in c.interests
+        ]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"audience {self.id}: duplicate interest category or interest ids")
+        if len({p.id for p in self.marketing_permissions}) != len(self.marketing_permissions):
+            raise ConfigError(f"audience {self.id}: duplicate marketing permission ids")
 
 
 DEFAULT_AUDIENCE = AudienceSpec(DEFAULT_LIST_ID, "Demo audience")
@@ -114,6 +166,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     max_pending_batches: int = 500
     public_url: str | None = None
+    allow_placeholder_domains: bool = False
+    pace: Pace = field(default_factory=Pace)
     faults: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:
@@ -164,21 +218,68 @@ def merge_field_from_dict(raw: dict[str, Any]) -> MergeFieldSpec:
     )
 
 
+def _interest_category_from_dict(list_id: str, raw: Any) -> InterestCategorySpec:
+    if not isinstance(raw, dict) or not isinstance(raw.get("title"), str):
+        raise ConfigError(f"audience {list_id}: an interest category needs a title")
+    unknown = set(raw) - {"id", "title", "type", "interests"}
+    if unknown:
+        raise ConfigError(f"interest category {raw['title']!r}: unknown keys {sorted(unknown)}")
+    title = raw["title"]
+    interests = []
+    for item in raw.get("interests") or ():
+        entry = item if isinstance(item, dict) else {"name": item}
+        if not isinstance(entry.get("name"), str):
+            raise ConfigError(f"interest category {title!r}: an interest needs a name")
+        name = entry["name"]
+        interests.append(InterestSpec(str(entry.get("id") or derived_id(list_id, title, name)), name))
+    return InterestCategorySpec(
+        id=str(raw.get("id") or derived_id(list_id, title)),
+        title=title,
+        type=str(raw.get("type", "checkboxes")),
+        interests=tuple(interests),
+    )
+
+
+def _permissions_from_config(list_id: str, raw: Any) -> tuple[PermissionSpec, ...]:
+    """`true` for Mailchimp's default three, else a list of texts or {id, text}."""
+    if raw is None or raw is False:
+        return ()
+    items = DEFAULT_MARKETING_PERMISSIONS if raw is True else raw
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"audience {list_id}: marketing_permissions is true or a list")
+    out = []
+    for item in items:
+        entry = item if isinstance(item, dict) else {"text": item}
+        if not isinstance(entry.get("text"), str):
+            raise ConfigError(f"audience {list_id}: a marketing permission needs a text")
+        out.append(
+            PermissionSpec(
+                str(entry.get("id") or derived_id(list_id, "permission", entry["text"])), entry["text"]
+            )
+        )
+    return tuple(out)
+
+
 def audience_from_dict(raw: dict[str, Any]) -> AudienceSpec:
-    known = {"id", "name", "double_optin", "merge_fields"}
+    known = {"id", "name", "double_optin", "merge_fields", "interest_categories", "marketing_permissions"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"audience: unknown keys {sorted(unknown)}")
     if "id" not in raw:
         raise ConfigError("audience: id is required")
+    list_id = str(raw["id"])
     fields = raw.get("merge_fields")
     return AudienceSpec(
-        id=str(raw["id"]),
+        id=list_id,
         name=str(raw.get("name", raw["id"])),
         double_optin=bool(raw.get("double_optin", False)),
         merge_fields=DEFAULT_MERGE_FIELDS
         if fields is None
         else tuple(merge_field_from_dict(f) for f in fields),
+        interest_categories=tuple(
+            _interest_category_from_dict(list_id, c) for c in raw.get("interest_categories") or ()
+        ),
+        marketing_permissions=_permissions_from_config(list_id, raw.get("marketing_permissions")),
     )
 
 
@@ -208,6 +309,8 @@ _FILE_KEYS = {
     "max_body_bytes",
     "max_pending_batches",
     "public_url",
+    "allow_placeholder_domains",
+    "pace",
     "faults",
 }
 
@@ -234,6 +337,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
             kwargs[key] = tuple(str(v) for v in value)
         elif key == "faults":
             kwargs[key] = Faults.from_dict(value)
+        elif key == "pace":
+            kwargs[key] = Pace.from_config(value)
         else:
             kwargs[key] = value
     return kwargs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -31,7 +32,12 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response(
-            {"status": "ok", "pid": os.getpid(), "api_url": f"{emulator.settings.base_url}/3.0"}
+            {
+                "status": "ok",
+                "pid": os.getpid(),
+                "api_url": f"{emulator.settings.base_url}/3.0",
+                "pace": asdict(emulator.settings.pace),
+            }
         )
 
     async def get_faults(request: web.Request) -> web.Response:
@@ -53,10 +59,11 @@ def add_routes(app: web.Application, emulator: Emulator) -> None:
         return web.Response(status=204)
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(emulator.stats.snapshot())
+        return web.json_response({**emulator.stats.snapshot(), "faults_fired": emulator.faults.fired()})
 
     async def reset_stats(request: web.Request) -> web.Response:
         emulator.stats.reset()
+        emulator.faults.reset_fired()
         return web.Response(status=204)
 
     async def reset(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -33,6 +34,7 @@ class Faults:
     stuck_in: str | None = None
     empty_url_next: int = 0
     corrupt_archive: bool = False
+    lose_batch_answer_next: int = 0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -40,7 +42,14 @@ class Faults:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise FaultError(f"{name} must be between 0 and 1")
-        for name in ("throttle_next", "latency_ms", "latency_spike_ms", "bare_next", "empty_url_next"):
+        for name in (
+            "throttle_next",
+            "latency_ms",
+            "latency_spike_ms",
+            "bare_next",
+            "empty_url_next",
+            "lose_batch_answer_next",
+        ):
             if getattr(self, name) < 0:
                 raise FaultError(f"{name} must not be negative")
         if not 400 <= self.bare_status <= 599:
@@ -98,15 +107,33 @@ class Decision:
     error_status: int | None = None
 
 
+# Keys of `FaultState.fired()`: the fault setting that made each injected misbehaviour happen.
+FIRED_KEYS = (
+    "error_rate",
+    "throttle_next",
+    "latency_ms",
+    "latency_spike_rate",
+    "drop_rate",
+    "bare_next",
+    "stuck_in",
+    "empty_url_next",
+    "corrupt_archive",
+    "lose_batch_answer_next",
+)
+
+
 class FaultState:
-    """Live faults shared by the event loop and the batch threads; counters are consumed atomically."""
+    """Live faults shared by the event loop and the batch threads; one-shot counters are consumed
+    atomically, and every fault that fires is counted (`fired()`) so a test can prove it happened."""
 
     def __init__(self, faults: Faults | None = None) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._faults = Faults()
         self._rng = random.Random()
-        self._throttle_left = self._bare_left = self._empty_url_left = 0
+        self._throttle_left = self._bare_left = self._empty_url_left = self._lose_answer_left = 0
+        self._fired: Counter[str] = Counter()
+        self._errors_by_status: Counter[int] = Counter()
         self.replace(faults or Faults())
 
     def replace(self, faults: Faults) -> None:
@@ -116,7 +143,25 @@ class FaultState:
             self._throttle_left = faults.throttle_next
             self._bare_left = faults.bare_next
             self._empty_url_left = faults.empty_url_next
+            self._lose_answer_left = faults.lose_batch_answer_next
             self._changed.notify_all()
+
+    def fired(self) -> dict[str, Any]:
+        """How often each fault fired since the last `reset_fired()`, plus the 5xx statuses drawn."""
+        with self._lock:
+            counts: dict[str, Any] = {key: self._fired[key] for key in FIRED_KEYS}
+            counts["error_rate_by_status"] = {str(k): v for k, v in sorted(self._errors_by_status.items())}
+            return counts
+
+    def reset_fired(self) -> None:
+        with self._lock:
+            self._fired.clear()
+            self._errors_by_status.clear()
+
+    def count(self, key: str) -> None:
+        """Record a fault that fired outside `decide()` (e.g. a corrupt archive download)."""
+        with self._lock:
+            self._fired[key] += 1
 
     def current(self) -> Faults:
         """The settings with the one-shot counters showing what is left of them."""
@@ -127,26 +172,36 @@ class FaultState:
                     "throttle_next": self._throttle_left,
                     "bare_next": self._bare_left,
                     "empty_url_next": self._empty_url_left,
+                    "lose_batch_answer_next": self._lose_answer_left,
                 }
             )
 
     def decide(self) -> Decision:
         """Draw the fate of one /3.0 request (order: latency, drop, bare answer, 429 storm, 5xx)."""
         with self._lock:
-            f, rng = self._faults, self._rng
+            f, rng, fired = self._faults, self._rng, self._fired
             delay = f.latency_ms
+            if delay:
+                fired["latency_ms"] += 1
             if f.latency_spike_rate and rng.random() < f.latency_spike_rate:
                 delay += f.latency_spike_ms
+                fired["latency_spike_rate"] += 1
             if f.drop_rate and rng.random() < f.drop_rate:
+                fired["drop_rate"] += 1
                 return Decision(delay_ms=delay, drop=True)
             if self._bare_left:
                 self._bare_left -= 1
+                fired["bare_next"] += 1
                 return Decision(delay_ms=delay, bare_status=f.bare_status)
             if self._throttle_left:
                 self._throttle_left -= 1
+                fired["throttle_next"] += 1
                 return Decision(delay_ms=delay, throttle=True)
             if f.error_rate and rng.random() < f.error_rate:
-                return Decision(delay_ms=delay, error_status=rng.choice((500, 502, 503)))
+                status = rng.choice((500, 502, 503))
+                fired["error_rate"] += 1
+                self._errors_by_status[status] += 1
+                return Decision(delay_ms=delay, error_status=status)
             return Decision(delay_ms=delay)
 
     def take_empty_url(self) -> bool:
@@ -154,6 +209,16 @@ class FaultState:
         with self._lock:
             if self._empty_url_left:
                 self._empty_url_left -= 1
+                self._fired["empty_url_next"] += 1
+                return True
+            return False
+
+    def take_lost_batch_answer(self) -> bool:
+        """True when this accepted POST /batches should lose its answer (the batch runs regardless)."""
+        with self._lock:
+            if self._lose_answer_left:
+                self._lose_answer_left -= 1
+                self._fired["lose_batch_answer_next"] += 1
                 return True
             return False
 
@@ -163,7 +228,10 @@ class FaultState:
             return self._faults.corrupt_archive
 
     def wait_while_stuck(self, state: str, stop: threading.Event, poll: float = 0.2) -> None:
-        """Block a batch thread while `stuck_in` names the state its batch is in (or until stop)."""
+        """Block a batch thread while `stuck_in` names the state its batch is in (or until stop);
+        each batch held counts once in `fired()["stuck_in"]`."""
         with self._lock:
+            if self._faults.stuck_in == state and not stop.is_set():
+                self._fired["stuck_in"] += 1
             while self._faults.stuck_in == state and not stop.is_set():
                 self._changed.wait(poll)

@@ -22,10 +22,17 @@ from .rules import (
     fake_email_detail,
     plausible_email_key,
     resolve_status,
+    subscriber_hash,
 )
 from .store import Store
 
 MAX_BATCH_SUBSCRIBE = 500
+MAX_SEGMENT_ITEMS = 500
+SEGMENT_ITEMS_EXCEEDED = (
+    "Maximum allowed member items exceeded, please provide at most 500 items in members_to_add field or "
+    "members_to_remove field"
+)
+NOT_IN_AUDIENCE = "Email address is not a member of this audience."
 MERGE_INVALID = "Your merge fields were invalid."
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
 
@@ -59,6 +66,23 @@ class Rejected(Exception):
         }
 
 
+@dataclass(frozen=True)
+class MemberSchema:
+    """What one audience accepts on a member: merge fields, interest and permission ids, address rules."""
+
+    merge: MergeSchema
+    interest_ids: frozenset[str] = frozenset()
+    permission_ids: frozenset[str] = frozenset()
+    allow_placeholder_domains: bool = False
+
+
+def forgotten_detail(email: str) -> str:
+    return (
+        f"{email} was permanently deleted and cannot be re-imported. The contact must re-subscribe to get "
+        "back on the list."
+    )
+
+
 @dataclass(slots=True)
 class MemberInput:
     """The writable fields of a member request body; None means "not given"."""
@@ -75,6 +99,9 @@ class MemberInput:
     ip_opt: str | None
     timestamp_signup: str | None
     timestamp_opt: str | None
+    interests: dict[str, bool] | None = None
+    marketing_permissions: dict[str, bool] | None = None
+    location: tuple[float, float] | None = None
 
 
 def _schema_error(field: str, expected: str, value: Any) -> Rejected:
@@ -194,7 +221,64 @@ def parse_input(raw: Any, *, with_tags: bool) -> MemberInput:
         rest.ip_opt,
         rest.timestamp_signup,
         rest.timestamp_opt,
+        rest.interests,
+        rest.marketing_permissions,
+        rest.location,
     )
+
+
+def _interests(raw: dict[str, Any]) -> dict[str, bool] | None:
+    value = raw.get("interests")
+    if value is None:
+        return None
+    if value.__class__ is not dict:
+        raise _schema_error("interests", "object", value)
+    for key, flag in value.items():
+        if flag.__class__ is not bool:
+            raise _schema_error(f"interests.{key}", "boolean", flag)
+    return dict(value)
+
+
+def _permissions(raw: dict[str, Any]) -> dict[str, bool] | None:
+    value = raw.get("marketing_permissions")
+    if value is None:
+        return None
+    if value.__class__ is not list:
+        raise _schema_error("marketing_permissions", "array", value)
+    out: dict[str, bool] = {}
+    for index, item in enumerate(value):
+        if item.__class__ is not dict:
+            raise _schema_error(f"marketing_permissions.{index}", "object", item)
+        permission_id, enabled = item.get("marketing_permission_id"), item.get("enabled")
+        if permission_id.__class__ is not str:
+            raise _schema_error(
+                f"marketing_permissions.{index}.marketing_permission_id", "string", permission_id
+            )
+        if enabled.__class__ is not bool:
+            raise _schema_error(f"marketing_permissions.{index}.enabled", "boolean", enabled)
+        out[permission_id] = enabled
+    return out
+
+
+def _location(raw: dict[str, Any]) -> tuple[float, float] | None:
+    value = raw.get("location")
+    if value is None:
+        return None
+    if value.__class__ is not dict:
+        raise _schema_error("location", "object", value)
+    coordinates = []
+    for key, limit in (("latitude", 90.0), ("longitude", 180.0)):
+        number = value.get(key, 0)
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise _schema_error(f"location.{key}", "number", number)
+        if not -limit <= number <= limit:
+            raise Rejected(
+                "InvalidResource",
+                VALIDATION_DETAIL,
+                [{"field": f"location.{key}", "message": f"Must be between -{limit:g} and {limit:g}"}],
+            )
+        coordinates.append(number)
+    return coordinates[0], coordinates[1]
 
 
 def _parse_rest(raw: dict[str, Any]) -> MemberInput:
@@ -209,10 +293,6 @@ def _parse_rest(raw: dict[str, Any]) -> MemberInput:
     vip = raw.get("vip")
     if vip is not None and vip.__class__ is not bool:
         raise _schema_error("vip", "boolean", vip)
-    for key, expected in (("interests", dict), ("location", dict), ("marketing_permissions", list)):
-        value = raw.get(key)
-        if value is not None and value.__class__ is not expected:
-            raise _schema_error(key, _JSON_TYPES[expected], value)
     return MemberInput(
         None,
         None,
@@ -226,10 +306,13 @@ def _parse_rest(raw: dict[str, Any]) -> MemberInput:
         _ip(raw, "ip_opt") if "ip_opt" in raw else None,
         _timestamp(raw, "timestamp_signup") if "timestamp_signup" in raw else None,
         _timestamp(raw, "timestamp_opt") if "timestamp_opt" in raw else None,
+        _interests(raw),
+        _permissions(raw),
+        _location(raw),
     )
 
 
-def check_email(email: str | None) -> str:
+def check_email(email: str | None, *, allow_placeholder_domains: bool = False) -> str:
     """The subscriber hash of a plausible address, or Rejected."""
     if not email:
         raise Rejected(
@@ -237,7 +320,7 @@ def check_email(email: str | None) -> str:
             VALIDATION_DETAIL,
             [{"field": "email_address", "message": "This value should not be blank."}],
         )
-    key = plausible_email_key(email)
+    key = plausible_email_key(email, allow_placeholder_domains=allow_placeholder_domains)
     if key is None:
         raise Rejected(
             "InvalidResource",
@@ -247,17 +330,44 @@ def check_email(email: str | None) -> str:
     return md5(key.encode()).hexdigest()
 
 
+def _check_ids(inp: MemberInput, schema: MemberSchema) -> None:
+    """Interest and marketing permission ids must be the audience's own."""
+    if inp.interests:
+        for key in inp.interests:
+            if key not in schema.interest_ids:
+                raise Rejected(
+                    "InvalidResource",
+                    f"Invalid interest ID: '{key}'",
+                    [{"field": "interests", "message": f"Invalid interest ID: '{key}'"}],
+                )
+    if inp.marketing_permissions:
+        for key in inp.marketing_permissions:
+            if key not in schema.permission_ids:
+                raise Rejected(
+                    "InvalidResource",
+                    f"Invalid marketing permission ID: '{key}'",
+                    [
+                        {
+                            "field": "marketing_permissions",
+                            "message": f"Invalid marketing permission ID: '{key}'",
+                        }
+                    ],
+                )
+
+
 def apply_input(
     existing: Member | None,
     member_hash: str,
     inp: MemberInput,
-    schema: MergeSchema,
+    schema: MemberSchema,
     now: str,
     *,
     skip_merge_validation: bool,
 ) -> Member:
     """The member after this write (a new object; `existing` is left untouched)."""
     email = inp.email or (existing.email if existing else "")
+    if inp.interests or inp.marketing_permissions:
+        _check_ids(inp, schema)
     try:
         status = (inp.status or inp.status_if_new or "") if existing is None else None
         if not status:
@@ -280,7 +390,7 @@ def apply_input(
             "be subscribed.",
             [{"field": "status", "message": "The contact cannot be subscribed again through the API."}],
         ) from None
-    merge, merge_errors = schema.clean(
+    merge, merge_errors = schema.merge.clean(
         inp.merge_fields or {}, creating=existing is None, skip_required=skip_merge_validation
     )
     if merge_errors:
@@ -293,7 +403,7 @@ def apply_input(
             status,
             None,
             inp.email_type or "html",
-            {**schema.blank, **merge},
+            {**schema.merge.blank, **merge},
             [],
             inp.language or "",
             bool(inp.vip),
@@ -302,16 +412,26 @@ def apply_input(
             inp.ip_opt or "",
             inp.timestamp_opt or (now if status == "subscribed" else ""),
             now,
+            inp.interests or {},
+            inp.marketing_permissions or {},
+            inp.location,
         )
     m = existing.copy()
     m.email = email
+    m.hash = member_hash
     if status != m.status:
         if status == "subscribed":
             m.timestamp_opt = inp.timestamp_opt or now
         m.archived_from = None
         m.status = status
     if merge:
-        m.merge_fields = {**schema.blank, **m.merge_fields, **merge}
+        m.merge_fields = {**schema.merge.blank, **m.merge_fields, **merge}
+    if inp.interests:
+        m.interests = {**m.interests, **inp.interests}
+    if inp.marketing_permissions:
+        m.marketing_permissions = {**m.marketing_permissions, **inp.marketing_permissions}
+    if inp.location is not None:
+        m.location = inp.location
     if inp.email_type is not None:
         m.email_type = inp.email_type
     if inp.language is not None:
@@ -334,14 +454,28 @@ def merge_tags(current: list[str], names: list[str] | None, *, replace: bool) ->
 
 
 class MemberWriter:
-    """Writes members of one audience inside the caller's transaction, keeping counts and dates in step."""
+    """Writes members of one audience inside the caller's transaction, keeping counts, tags (static
+    segments) and dates in step."""
 
-    def __init__(self, store: Store, audience: Audience, schema: MergeSchema, now: str) -> None:
+    def __init__(self, store: Store, audience: Audience, schema: MemberSchema, now: str) -> None:
         self.store, self.audience, self.schema, self.now = store, audience, schema, now
+        self.tag_ids = store.tag_ids(audience.list_no)  # shared with the renderer: tags are segments
 
-    def save(self, inserts: list[Member], updates: list[tuple[Member, Member]]) -> None:
-        """Persist new members and (old, new) pairs whose content changed."""
+    def _hash(self, email: str | None) -> str:
+        return check_email(email, allow_placeholder_domains=self.schema.allow_placeholder_domains)
+
+    def save(
+        self, inserts: list[Member], updates: list[tuple[Member, Member]], deletes: tuple[Member, ...] = ()
+    ) -> None:
+        """Persist new members, (old, new) pairs whose content changed, and erased members."""
         deltas = Counter([m.status for m in inserts])
+        tag_deltas: Counter[str] = Counter()
+        names: set[str] = set()
+        for m in inserts:
+            if m.tags:
+                names.update(m.tags)
+                if m.status != "archived":
+                    tag_deltas.update(m.tags)
         sub, unsub = "subscribed" in deltas, "unsubscribed" in deltas
         changed = []
         for old, new in updates:
@@ -354,16 +488,36 @@ class MemberWriter:
                 deltas[new.status] = deltas.get(new.status, 0) + 1
                 sub = sub or (new.status == "subscribed")
                 unsub = unsub or (new.status == "unsubscribed")
+            was_counted, is_counted = old.status != "archived", new.status != "archived"
+            if old.tags != new.tags or was_counted != is_counted:
+                names.update(new.tags)
+                if was_counted:
+                    tag_deltas.subtract(old.tags)
+                if is_counted:
+                    tag_deltas.update(new.tags)
+        for gone in deletes:
+            deltas[gone.status] = deltas.get(gone.status, 0) - 1
+            if gone.status != "archived":
+                tag_deltas.subtract(gone.tags)
+            self.store.delete_member(self.audience.list_no, gone)
         if inserts:
             self.store.insert_members(self.audience.list_no, inserts)
         if changed:
             self.store.update_members(changed)
         if deltas:
             self.store.adjust_counts(self.audience.list_no, deltas)
+        for name in names - self.tag_ids.keys():
+            self.tag_ids[name] = self.store.create_segment(self.audience.list_no, name, self.now)
+        if tag_deltas:
+            self.store.adjust_segment_counts(self.audience.list_no, tag_deltas, self.now)
         if sub or unsub:
             self.store.touch_audience_dates(
                 self.audience.list_no, sub=self.now if sub else None, unsub=self.now if unsub else None
             )
+
+    def _refuse_forgotten(self, member_hash: str, email: str) -> None:
+        if self.store.forgotten(self.audience.list_no, [member_hash]):
+            raise Rejected("ForgottenEmailNotSubscribed", forgotten_detail(email))
 
     def upsert(
         self,
@@ -375,24 +529,32 @@ class MemberWriter:
         must_exist: bool = False,
         with_tags: bool = False,
     ) -> Member:
-        """PUT (upsert), PATCH (must_exist) and POST /members (create_only) for one member."""
+        """PUT (upsert), PATCH (must_exist) and POST /members (create_only) for one member.
+
+        PUT and PATCH on an existing member's hash with another `email_address` change the member's
+        address (and so its id), as Mailchimp has allowed since November 2016."""
+        list_no = self.audience.list_no
         try:
             inp = parse_input(body, with_tags=with_tags)
-            existing = self.store.member(self.audience.list_no, path_hash) if path_hash else None
+            existing = self.store.member(list_no, path_hash) if path_hash else None
             if must_exist and existing is None:
                 raise ApiError("ResourceNotFound")
             if inp.email is None and existing is not None:
                 member_hash = existing.hash
             else:
-                member_hash = check_email(inp.email)
+                member_hash = self._hash(inp.email)
                 if path_hash and member_hash != path_hash:
-                    raise invalid(
-                        "email_address",
-                        "The email address does not match the subscriber hash.",
-                        "The subscriber hash in the URL does not match the email address in the body.",
-                    )
+                    if existing is None:
+                        raise invalid(
+                            "email_address",
+                            "The email address does not match the subscriber hash.",
+                            "The subscriber hash in the URL does not match the email address in the body.",
+                        )
+                    self._check_new_address(member_hash, inp.email or "")
                 if not path_hash:
-                    existing = self.store.member(self.audience.list_no, member_hash)
+                    existing = self.store.member(list_no, member_hash)
+            if existing is None:
+                self._refuse_forgotten(member_hash, inp.email or "")
             if create_only and existing is not None and existing.status != "archived":
                 raise ApiError(
                     "MemberExists",
@@ -408,8 +570,27 @@ class MemberWriter:
         if existing is None:
             self.save([member], [])
         else:
+            if member.hash != existing.hash:
+                self.store.rehash_member(list_no, existing.hash, member.hash)
             self.save([], [(existing, member)])
         return member
+
+    def _check_new_address(self, new_hash: str, email: str) -> None:
+        """An address change may not take an address the audience already has (archived included) or
+        one that was permanently deleted."""
+        other = self.store.member(self.audience.list_no, new_hash)
+        if other is not None:
+            raise Rejected(
+                "InvalidResource",
+                VALIDATION_DETAIL,
+                [
+                    {
+                        "field": "email_address",
+                        "message": f'"{other.email}" is already in this list with a status of "{other.status}".',
+                    }
+                ],
+            )
+        self._refuse_forgotten(new_hash, email)
 
     def archive(self, member_hash: str) -> None:
         existing = self.store.member(self.audience.list_no, member_hash)
@@ -418,6 +599,13 @@ class MemberWriter:
         member = existing.copy()
         member.archived_from, member.status = existing.status, "archived"
         self.save([], [(existing, member)])
+
+    def delete_permanently(self, member_hash: str) -> None:
+        """Erase the member; its address can then not be added again through the API."""
+        existing = self.store.member(self.audience.list_no, member_hash)
+        if existing is None:
+            raise ApiError("ResourceNotFound")
+        self.save([], [], (existing,))
 
     def update_tags(self, member_hash: str, changes: list[tuple[str, bool]]) -> None:
         existing = self.store.member(self.audience.list_no, member_hash)
@@ -432,6 +620,47 @@ class MemberWriter:
         member = existing.copy()
         member.tags = tags
         self.save([], [(existing, member)])
+
+    def update_segment(
+        self, name: str, to_add: list[str], to_remove: list[str], *, replace: bool = False
+    ) -> tuple[list[Member], list[Member], list[str]]:
+        """Add and remove members of the tag / static segment `name` by address.
+
+        Returns (added, removed, addresses not in the audience). Archived contacts count as not in the
+        audience; an address already in (or already out of) the segment is left alone. With `replace`
+        everyone not in `to_add` leaves the segment (PATCH with static_segment)."""
+        list_no = self.audience.list_no
+        hashes = {email: subscriber_hash(email) for email in [*to_add, *to_remove]}
+        found = self.store.find_members(list_no, list(set(hashes.values())))
+        if replace:
+            keep = {hashes[e] for e in to_add}
+            for m in self.store.members_tagged(list_no, name):
+                found.setdefault(m.hash, m)
+                if m.hash not in keep:
+                    to_remove = [*to_remove, m.email]
+                    hashes[m.email] = m.hash
+        current = {h: m.copy() for h, m in found.items()}
+        added: dict[str, Member] = {}
+        removed: dict[str, Member] = {}
+        missing: list[str] = []
+        for email in to_add:
+            member = current.get(hashes[email])
+            if member is None or member.status == "archived":
+                missing.append(email)
+            elif name not in member.tags:
+                member.tags.append(name)
+                added[member.hash] = member
+                removed.pop(member.hash, None)
+        for email in to_remove:
+            member = current.get(hashes[email])
+            if member is None or member.status == "archived":
+                missing.append(email)
+            elif name in member.tags:
+                member.tags.remove(name)
+                removed[member.hash] = member
+                added.pop(member.hash, None)
+        self.save([], [(found[h], current[h]) for h in {*added, *removed}])
+        return list(added.values()), list(removed.values()), list(dict.fromkeys(missing))
 
     def batch_subscribe(
         self,
@@ -449,7 +678,7 @@ class MemberWriter:
             email = raw.get("email_address") if raw.__class__ is dict else None
             try:
                 inp = parse_input(raw, with_tags=True)
-                member_hash = check_email(inp.email)
+                member_hash = self._hash(inp.email)
             except Rejected as exc:
                 errors.append(exc.batch_entry(email if isinstance(email, str) else ""))
                 continue
@@ -462,7 +691,10 @@ class MemberWriter:
                     )
                 continue
             wanted[member_hash] = inp
-        existing = self.store.find_members(self.audience.list_no, list(wanted))
+        list_no = self.audience.list_no
+        existing = self.store.find_members(list_no, list(wanted))
+        fresh = [h for h in wanted if h not in existing]
+        forgotten = self.store.forgotten(list_no, fresh) if fresh else set()
         created: list[Member] = []
         updated: list[Member] = []
         inserts: list[Member] = []
@@ -479,6 +711,13 @@ class MemberWriter:
                     ).batch_entry(inp.email or "")
                 )
                 continue
+            if member_hash in forgotten:
+                errors.append(
+                    Rejected("ForgottenEmailNotSubscribed", forgotten_detail(inp.email or "")).batch_entry(
+                        inp.email or ""
+                    )
+                )
+                continue
             try:
                 new = apply_input(
                     old, member_hash, inp, schema, now, skip_merge_validation=skip_merge_validation
@@ -493,7 +732,9 @@ class MemberWriter:
             else:
                 new.tags = merge_tags(new.tags, inp.tags, replace=sync_tags)
                 updates.append((old, new))
-                # a restored (archived) contact is reported as created: it re-enters the audience
-                (created if old.status == "archived" else updated).append(new)
+                # a restored (archived) contact is reported as created: it re-enters the audience; one
+                # that stays archived (no `status` sent) is reported as updated, with status "archived"
+                restored = old.status == "archived" and new.status != "archived"
+                (created if restored else updated).append(new)
         self.save(inserts, updates)
         return created, updated, errors

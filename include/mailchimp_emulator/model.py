@@ -62,6 +62,9 @@ class Member:
     ip_opt: str
     timestamp_opt: str
     last_changed: str
+    interests: dict[str, bool] = field(default_factory=dict)
+    marketing_permissions: dict[str, bool] = field(default_factory=dict)
+    location: tuple[float, float] | None = None  # (latitude, longitude) as given
     cached_merge_json: str | None = field(default=None, compare=False, repr=False)
 
     def merge_json(self) -> str:
@@ -93,6 +96,9 @@ class Member:
             self.ip_opt,
             self.timestamp_opt,
             self.last_changed,
+            dict(self.interests),
+            dict(self.marketing_permissions),
+            self.location,
         )
 
 
@@ -106,3 +112,38 @@ class Batch:
     submitted_at: str
     completed_at: str
     parts_done: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A tag / static segment of one audience; `member_count` counts its contacts that are not archived."""
+
+    id: int
+    name: str
+    member_count: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class InterestCategory:
+    id: str
+    title: str
+    type: str
+    display_order: int
+
+
+@dataclass(frozen=True)
+class Interest:
+    id: str
+    category_id: str
+    name: str
+    display_order: int
+
+
+@dataclass(frozen=True)
+class Permission:
+    """A GDPR marketing permission of an audience."""
+
+    id: str
+    text: str

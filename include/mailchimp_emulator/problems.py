@@ -95,6 +95,12 @@ _KINDS = (
         "Internal Server Error",
         "An unexpected internal error has occurred. Please contact Support for more information.",
     ),
+    ErrorKind(
+        "NotImplementedLocally",
+        501,
+        "Not Implemented by the local Mailchimp server",
+        "The local Mailchimp server (mailchimp-emulator) does not implement this request.",
+    ),
     ErrorKind("BadGateway", 502, "Bad Gateway", "The upstream server did not answer in time."),
     ErrorKind(
         "ServiceUnavailable",
@@ -144,6 +150,16 @@ class ApiError(Exception):
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
         return problem_body(self.kind.status, self.kind.title, self.detail, instance, self.errors)
+
+
+def not_implemented(method: str, path: str) -> ApiError:
+    """501 for a path or method the local server does not serve: plainly not Mailchimp's own answer."""
+    return ApiError(
+        "NotImplementedLocally",
+        f"The local Mailchimp server (mailchimp-emulator) does not implement {method} /3.0{path}. This is "
+        "not Mailchimp's answer: Mailchimp may serve it. See include/mailchimp_emulator/README.md, "
+        "'What it serves'.",
+    )
 
 
 def invalid(field: str, message: str, detail: str = VALIDATION_DETAIL) -> ApiError:

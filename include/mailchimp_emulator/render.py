@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .model import Audience, Batch, Member, MergeField
+from .model import Audience, Batch, Interest, InterestCategory, Member, MergeField, Permission, Segment
 from .rules import tag_id
 
-_dumps = json.dumps
+_dumps = dumps = json.dumps
 
 
 def link(rel: str, href: str, method: str = "GET", **extra: str) -> dict[str, str]:
@@ -25,17 +25,17 @@ _enc = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 _MEMBER = (
     '{"id":"%s","email_address":%s,"unique_email_id":"%s","contact_id":"%s","full_name":%s,"web_id":%d,'
-    '"email_type":"%s","status":"%s","consents_to_one_to_one_messaging":true,"merge_fields":%s,'
+    '"email_type":"%s","status":"%s","consents_to_one_to_one_messaging":true,"merge_fields":%s%s,'
     '"stats":{"avg_open_rate":0,"avg_click_rate":0},"ip_signup":%s,"timestamp_signup":%s,"ip_opt":%s,'
     '"timestamp_opt":%s,"member_rating":2,"last_changed":"%s","language":%s,"vip":%s,"email_client":"",'
-    '"location":{"latitude":0,"longitude":0,"gmtoff":0,"dstoff":0,"country_code":"","timezone":"","region":""},'
+    '"location":{"latitude":%s,"longitude":%s,"gmtoff":0,"dstoff":0,"country_code":"","timezone":"","region":""}%s,'
     '"source":"API - Generic","tags_count":%d,"tags":[%s],"list_id":%s%s}'
 )
 # Batch subscribe answers carry up to 500 members each, a million in a big import: their entries keep
 # identity, status, merge fields and tags and leave out the activity/location/stats sub-objects.
 _SUBSCRIBED = (
     '{"id":"%s","email_address":%s,"unique_email_id":"%s","contact_id":"%s","email_type":"%s","status":"%s",'
-    '"merge_fields":%s,"timestamp_opt":%s,"last_changed":"%s","language":%s,"vip":%s,"tags_count":%d,'
+    '"merge_fields":%s%s,"timestamp_opt":%s,"last_changed":"%s","language":%s,"vip":%s,"tags_count":%d,'
     '"tags":[%s],"list_id":%s}'
 )
 
@@ -43,11 +43,38 @@ _SUBSCRIBED = (
 class MemberRenderer:
     """Renders members of one audience; built once per request or batch operation."""
 
-    def __init__(self, list_id: str, merge_blank: dict[str, Any], base_url: str) -> None:
+    def __init__(
+        self,
+        list_id: str,
+        merge_blank: dict[str, Any],
+        base_url: str,
+        tag_ids: dict[str, int],
+        interest_ids: list[str] = (),  # type: ignore[assignment]
+        permissions: list[Permission] = (),  # type: ignore[assignment]
+    ) -> None:
         self._list_id_json = _enc(list_id)
         self._blank = merge_blank
         self._members_url = f"{base_url}/3.0/lists/{list_id}/members"
         self._tag_json: dict[str, str] = {}
+        self._tag_ids = tag_ids  # the writer's dict: tags it creates get their ids here
+        self._interest_blank = dict.fromkeys(interest_ids, False)
+        self._permissions = list(permissions)
+
+    def _interests_json(self, m: Member) -> str:
+        """Every interest of the audience with the member's choice (absent when it has none)."""
+        if not self._interest_blank:
+            return ""
+        return ',"interests":' + _dumps({**self._interest_blank, **m.interests})
+
+    def _permissions_json(self, m: Member) -> str:
+        if not self._permissions:
+            return ""
+        chosen = m.marketing_permissions
+        items = [
+            {"marketing_permission_id": p.id, "text": p.text, "enabled": chosen.get(p.id, False)}
+            for p in self._permissions
+        ]
+        return ',"marketing_permissions":' + _dumps(items)
 
     def _merge_json(self, m: Member) -> str:
         if m.merge_fields.keys() == self._blank.keys():
@@ -62,7 +89,8 @@ class MemberRenderer:
         for name in tags:
             encoded = cache.get(name)
             if encoded is None:
-                encoded = cache[name] = f'{{"id":{tag_id(name)},"name":{_enc(name)}}}'
+                number = self._tag_ids.get(name) or tag_id(name)
+                encoded = cache[name] = f'{{"id":{number},"name":{_enc(name)}}}'
             parts.append(encoded)
         return ",".join(parts)
 
@@ -82,6 +110,7 @@ class MemberRenderer:
             m.email_type,
             m.status,
             self._merge_json(m),
+            self._interests_json(m),
             _enc(m.ip_signup),
             _enc(m.timestamp_signup),
             _enc(m.ip_opt),
@@ -89,6 +118,9 @@ class MemberRenderer:
             m.last_changed,
             _enc(m.language),
             "true" if m.vip else "false",
+            _dumps(m.location[0]) if m.location else "0",
+            _dumps(m.location[1]) if m.location else "0",
+            self._permissions_json(m),
             len(m.tags),
             self._tags_json(m.tags),
             self._list_id_json,
@@ -106,6 +138,7 @@ class MemberRenderer:
             m.email_type,
             m.status,
             self._merge_json(m),
+            self._interests_json(m),
             _enc(m.timestamp_opt),
             m.last_changed,
             _enc(m.language) if m.language else '""',
@@ -138,6 +171,7 @@ def audience(
     base_url: str,
     dc: str,
     include_total_contacts: bool,
+    marketing_permissions: bool = False,
 ) -> dict[str, Any]:
     href = f"{base_url}/3.0/lists/{a.id}"
     stats: dict[str, Any] = {
@@ -193,7 +227,7 @@ def audience(
         "visibility": "pub",
         "double_optin": a.double_optin,
         "has_welcome": False,
-        "marketing_permissions": False,
+        "marketing_permissions": marketing_permissions,
         "modules": [],
         "stats": stats,
         "_links": [
@@ -202,7 +236,62 @@ def audience(
             link("batch-sub-unsub-members", href, "POST"),
             link("members", f"{href}/members"),
             link("merge-fields", f"{href}/merge-fields"),
+            link("segments", f"{href}/segments"),
+            link("interest-categories", f"{href}/interest-categories"),
         ],
+    }
+
+
+# ---- segments (tags), interests -----------------------------------------------------------------------
+
+
+def segment(s: Segment, list_id: str, base_url: str) -> dict[str, Any]:
+    href = f"{base_url}/3.0/lists/{list_id}/segments"
+    return {
+        "id": s.id,
+        "name": s.name,
+        "member_count": s.member_count,
+        "type": "static",
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "options": {"match": "any", "conditions": []},
+        "list_id": list_id,
+        "_links": [
+            link("self", f"{href}/{s.id}"),
+            link("parent", href),
+            link("delete", f"{href}/{s.id}", "DELETE"),
+            link("update", f"{href}/{s.id}", "PATCH"),
+            link("members", f"{href}/{s.id}/members"),
+        ],
+    }
+
+
+def interest_category(c: InterestCategory, list_id: str, base_url: str) -> dict[str, Any]:
+    href = f"{base_url}/3.0/lists/{list_id}/interest-categories"
+    return {
+        "list_id": list_id,
+        "id": c.id,
+        "title": c.title,
+        "display_order": c.display_order,
+        "type": c.type,
+        "_links": [
+            link("self", f"{href}/{c.id}"),
+            link("parent", href),
+            link("interests", f"{href}/{c.id}/interests"),
+        ],
+    }
+
+
+def interest(i: Interest, list_id: str, subscriber_count: int, base_url: str) -> dict[str, Any]:
+    href = f"{base_url}/3.0/lists/{list_id}/interest-categories/{i.category_id}/interests"
+    return {
+        "category_id": i.category_id,
+        "list_id": list_id,
+        "id": i.id,
+        "name": i.name,
+        "subscriber_count": str(subscriber_count),
+        "display_order": i.display_order,
+        "_links": [link("self", f"{href}/{i.id}"), link("parent", href)],
     }
 
 

@@ -85,13 +85,17 @@ def fake_email_detail(email: str) -> str:
     return f"{email} looks fake or invalid, please enter a real email address."
 
 
-def plausible_email_key(email: str) -> str | None:
-    """The lower-cased address when it passes the module's email rule set (trimmed input), else None."""
+def plausible_email_key(email: str, *, allow_placeholder_domains: bool = False) -> str | None:
+    """The lower-cased address when it passes the module's email rule set (trimmed input), else None.
+
+    `allow_placeholder_domains` skips rule 3 (for test data at example.org, shop.test, ...)."""
     if len(email) > 254 or not _EMAIL_RE.match(email):
         return None
     lowered = email.lower()
     local, _, domain = lowered.rpartition("@")
-    if len(local) > 64 or domain in FAKE_DOMAINS or domain.endswith(_FAKE_SUFFIXES):
+    if len(local) > 64:
+        return None
+    if not allow_placeholder_domains and (domain in FAKE_DOMAINS or domain.endswith(_FAKE_SUFFIXES)):
         return None
     if local.partition("+")[0] in FAKE_LOCAL_PARTS:
         return None
@@ -129,8 +133,8 @@ def resolve_status(
 
     - new member: `status`, else `status_if_new`; one of them is required;
     - existing member: `status` overwrites, `status_if_new` is ignored;
-    - archived member: restored with `status`, else `status_if_new`; its pre-archive status still counts
-      for compliance;
+    - archived member: restored only by an explicit `status` (with only `status_if_new` it stays
+      archived, as Mailchimp's users report); its pre-archive status still counts for compliance;
     - unsubscribed or cleaned (also before archiving) cannot become subscribed or pending through an
       explicit `status` (StatusRejected("compliance")); with only `status_if_new` the write keeps the
       compliant status.
@@ -141,14 +145,11 @@ def resolve_status(
             raise StatusRejected("missing")
         return chosen
     if current == "archived":
-        wanted = status or status_if_new
-        if wanted is None:
+        if status is None:
             return current
-        if archived_from in _COMPLIANCE_LOCKED and wanted in _OPT_IN:
-            if status:
-                raise StatusRejected("compliance")
-            return archived_from
-        return wanted
+        if archived_from in _COMPLIANCE_LOCKED and status in _OPT_IN:
+            raise StatusRejected("compliance")
+        return status
     if status is None or status == current:
         return current
     if current in _COMPLIANCE_LOCKED and status in _OPT_IN:
@@ -219,14 +220,17 @@ def _phone_validator(options: dict[str, Any]) -> Validator:
     return phone
 
 
-_DATE_PATTERNS = {"MM/DD/YYYY": "%m/%d/%Y", "DD/MM/YYYY": "%d/%m/%Y", "YYYY-MM-DD": "%Y-%m-%d"}
+# Year-first dates are unambiguous and always accepted; a day and month before the year are read in the
+# order of the field's date_format (Mailchimp's merge-field guide lists YYYY-MM-DD, YYYY/MM/DD, DD-MM-YYYY
+# and MM/DD/YYYY), with either separator.
+_YEAR_FIRST = ("%Y-%m-%d", "%Y/%m/%d")
+_DAY_FIRST = ("%d/%m/%Y", "%d-%m-%Y")
+_MONTH_FIRST = ("%m/%d/%Y", "%m-%d-%Y")
 
 
 def _date_validator(options: dict[str, Any]) -> Validator:
-    formats = ["%Y-%m-%d"]
-    configured = _DATE_PATTERNS.get(str(options.get("date_format", "MM/DD/YYYY")).upper())
-    if configured and configured not in formats:
-        formats.append(configured)
+    date_format = str(options.get("date_format", "MM/DD/YYYY")).upper()
+    formats = _YEAR_FIRST + (_DAY_FIRST if date_format.startswith("DD") else _MONTH_FIRST)
 
     def date(value: Any) -> Any:
         text = _as_text(value)

@@ -1,8 +1,9 @@
 """Background batch processing: pending -> preprocessing -> started -> finalizing -> finished.
 
-One worker thread runs batches one at a time (as Mailchimp does); a second thread builds the result
-archives, so compressing one batch overlaps with running the next. Each thread has its own SQLite
-connection, so the event loop never waits on batch work.
+Worker threads run batches (one, as Mailchimp's spec says, unless the pace sets `parallel_batches`); a
+finalizer thread builds the result archives, so compressing one batch overlaps with running the next. Each
+thread has its own SQLite connection, so the event loop never waits on batch work. The optional pace
+(pace.py) spaces operations out and holds a batch in `finalizing` after its last operation.
 
 Exactly-once across restarts: operations run in chunks; a chunk's member changes, its result file
 and the batch's progress counters are committed together (the result file is renamed into place
@@ -68,12 +69,14 @@ class BatchRunner:
         self, settings: Settings, db: Database, files: BatchFiles, api: Api, faults: FaultState
     ) -> None:
         self.settings, self.db, self.files, self.api, self.faults = settings, db, files, api, faults
+        self.pace = settings.pace
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._finalize: queue.Queue[str] = queue.Queue()
+        self._finalize: queue.Queue[tuple[str, float]] = queue.Queue()  # (batch id, monotonic ready time)
         self._threads: list[threading.Thread] = []
         self._parsed: dict[str, list[dict[str, Any]]] = {}
         self._parsed_lock = threading.Lock()
+        self._claimed: set[str] = set()  # batches a worker is running (guarded by _parsed_lock)
 
     def start(self) -> None:
         store = self.db.connect()
@@ -81,13 +84,17 @@ class BatchRunner:
             for batch in store.unfinished_batches():
                 self.files.drop_parts_from(batch.id, batch.parts_done)
                 if batch.status == "finalizing":
-                    self._finalize.put(batch.id)
+                    self._queue_finalize(batch.id)
         finally:
             store.close()
-        for target, name in ((self._work, "batch-runner"), (self._finalize_loop, "batch-finalizer")):
+        targets = [(self._work, f"batch-runner-{n}") for n in range(self.pace.parallel_batches)]
+        for target, name in [*targets, (self._finalize_loop, "batch-finalizer")]:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def _queue_finalize(self, batch_id: str) -> None:
+        self._finalize.put((batch_id, time.monotonic() + self.pace.finish_delay))
 
     def submitted(self, batch_id: str, operations: list[dict[str, Any]]) -> None:
         """A batch was accepted: keep its parsed operations (saves re-reading the file) and wake up."""
@@ -105,7 +112,7 @@ class BatchRunner:
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
-        self._finalize.put("")
+        self._finalize.put(("", 0.0))
         for thread in self._threads:
             thread.join(timeout)
 
@@ -147,12 +154,22 @@ class BatchRunner:
                     for gone in set(self._parsed) - {b.id for b in unfinished}:
                         if store.batch(gone) is None:
                             del self._parsed[gone]
-                batch = next((b for b in unfinished if b.status != "finalizing"), None)
+                    batch = next(
+                        (b for b in unfinished if b.status != "finalizing" and b.id not in self._claimed),
+                        None,
+                    )
+                    if batch is not None:
+                        self._claimed.add(batch.id)
                 if batch is None:
                     self._wake.wait(1.0)
                     self._wake.clear()
                     continue
-                self._guarded(store, batch.id, lambda b=batch: self._run(store, b))
+                try:
+                    self._guarded(store, batch.id, lambda b=batch: self._run(store, b))
+                finally:
+                    with self._parsed_lock:
+                        self._claimed.discard(batch.id)
+                    self._wake.set()  # another worker may be waiting for work
         finally:
             store.close()
 
@@ -166,21 +183,29 @@ class BatchRunner:
             return
         self._run_operations(store, batch)
         self._advance(store, batch.id, "started", "finalizing")
-        self._finalize.put(batch.id)
+        self._queue_finalize(batch.id)
 
     def _run_operations(self, store: Store, batch: Batch) -> None:
         operations = self._operations(batch.id)
         done, errored, part = batch.finished_operations, batch.errored_operations, batch.parts_done
         base_url = self.settings.base_url
+        spacing, paced_from, paced_start = self.pace.seconds_per_operation, done, time.monotonic()
         while done < len(operations):
             if self._stop.is_set():
                 raise InterruptedError
+            limit = CHUNK_MAX_OPERATIONS
+            if spacing:  # only the operations that are due by now, never sleeping inside a transaction
+                due = int((time.monotonic() - paced_start) / spacing) + 1 - (done - paced_from)
+                if due <= 0:
+                    wait = paced_start + (done - paced_from) * spacing - time.monotonic()
+                    if self._stop.wait(max(wait, 0.001)):
+                        raise InterruptedError
+                    continue
+                limit = min(limit, due)
             results: list[dict[str, Any]] = []
             size, deadline = 0, time.monotonic() + CHUNK_SECONDS
             with store.transaction():
-                while (
-                    done < len(operations) and len(results) < CHUNK_MAX_OPERATIONS and size < CHUNK_MAX_BYTES
-                ):
+                while done < len(operations) and len(results) < limit and size < CHUNK_MAX_BYTES:
                     op = operations[done]
                     response = self.api.handle(store, operation_request(op, base_url))
                     text = response.json_text()
@@ -208,9 +233,11 @@ class BatchRunner:
         store = self.db.connect()
         try:
             while not self._stop.is_set():
-                batch_id = self._finalize.get()
-                if batch_id and not self._guarded(store, batch_id, lambda b=batch_id: self._finish(store, b)):
-                    self._finalize.put(batch_id)
+                batch_id, ready_at = self._finalize.get()
+                if not batch_id or self._stop.wait(max(ready_at - time.monotonic(), 0.0)):
+                    continue
+                if not self._guarded(store, batch_id, lambda b=batch_id: self._finish(store, b)):
+                    self._finalize.put((batch_id, 0.0))
         finally:
             store.close()
 

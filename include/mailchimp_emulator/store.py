@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import AudienceSpec, MergeFieldSpec
-from .model import Audience, Batch, Member, MergeField
+from .config import AudienceSpec, InterestCategorySpec, MergeFieldSpec
+from .model import Audience, Batch, Interest, InterestCategory, Member, MergeField, Permission, Segment
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,6 +82,45 @@ CREATE TABLE IF NOT EXISTS batches (
     parts_done INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS batches_by_status ON batches (status);
+-- tags and static segments are one thing in Mailchimp: a named set of members with a numeric id
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    list_no INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    member_count INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (list_no, name)
+);
+-- permanently deleted ("forgotten") addresses, which the API may not add again
+CREATE TABLE IF NOT EXISTS forgotten (
+    list_no INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (list_no, hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS interest_categories (
+    list_no INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    type TEXT NOT NULL,
+    display_order INTEGER NOT NULL,
+    PRIMARY KEY (list_no, id)
+);
+CREATE TABLE IF NOT EXISTS interests (
+    list_no INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    category_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    display_order INTEGER NOT NULL,
+    PRIMARY KEY (list_no, id)
+);
+CREATE TABLE IF NOT EXISTS marketing_permissions (
+    list_no INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    display_order INTEGER NOT NULL,
+    PRIMARY KEY (list_no, id)
+);
 """
 
 _MEMBER_COLUMNS = "seq, hash, email, status, merge_fields, tags, timestamp_opt, last_changed, extra"
@@ -93,6 +132,9 @@ _EXTRA_DEFAULTS: dict[str, Any] = {
     "ip_signup": "",
     "timestamp_signup": "",
     "ip_opt": "",
+    "interests": {},
+    "marketing_permissions": {},
+    "location": None,
 }
 _BATCH_COLUMNS = "id, status, total_operations, finished_operations, errored_operations, submitted_at, completed_at, parts_done"
 _IN_CHUNK = 900  # stay under SQLite's default limit of bound parameters
@@ -147,6 +189,9 @@ class MemberIndex:
     def lookup(self, list_no: int) -> dict[str, int]:
         return self._lists.get(list_no, {})
 
+    def lookup_for_write(self, list_no: int) -> dict[str, int]:
+        return self._lists.setdefault(list_no, {})
+
     def add(self, list_no: int, hashes: list[str]) -> int:
         """Register new members; returns the seq of the first (the others follow in order)."""
         first = self._next
@@ -156,6 +201,11 @@ class MemberIndex:
 
     def discard(self, list_no: int, member_hash: str) -> None:
         self._lists.get(list_no, {}).pop(member_hash, None)
+
+    def rename(self, list_no: int, old_hash: str, new_hash: str) -> None:
+        """A member's address changed: its row (seq) is now found under the new hash."""
+        known = self._lists.setdefault(list_no, {})
+        known[new_hash] = known.pop(old_hash)
 
     def clear(self) -> None:
         self._lists.clear()
@@ -202,11 +252,19 @@ class Store:
         self._write_lock = write_lock
         self._index = index
         self._depth = 0
-        self._added: list[tuple[int, str]] = []  # index entries of the open transaction, undone on rollback
+        # index changes of the open transaction, undone on rollback: ("add", list_no, hash) after an
+        # insert, ("rename", list_no, old, new) after an address change, ("drop", list_no, hash, seq)
+        self._added: list[tuple[Any, ...]] = []
 
     def _undo_index(self, mark: int) -> None:
         while len(self._added) > mark:
-            self._index.discard(*self._added.pop())
+            change = self._added.pop()
+            if change[0] == "add":
+                self._index.discard(change[1], change[2])
+            elif change[0] == "rename":
+                self._index.rename(change[1], change[3], change[2])
+            else:
+                self._index.lookup_for_write(change[1])[change[2]] = change[3]
 
     def close(self) -> None:
         self.conn.close()
@@ -284,7 +342,15 @@ class Store:
                         (spec.name, int(spec.double_optin), list_no),
                     )
                 if reset_fields:
-                    self.conn.execute("DELETE FROM merge_fields WHERE list_no = ?", (list_no,))
+                    for table in ("merge_fields", "interest_categories", "interests"):
+                        self.conn.execute(f"DELETE FROM {table} WHERE list_no = ?", (list_no,))
+                for category in spec.interest_categories:
+                    self.add_interest_category(list_no, category)
+                self.conn.execute("DELETE FROM marketing_permissions WHERE list_no = ?", (list_no,))
+                self.conn.executemany(
+                    "INSERT INTO marketing_permissions VALUES (?, ?, ?, ?)",
+                    [(list_no, p.id, p.text, n) for n, p in enumerate(spec.marketing_permissions)],
+                )
                 existing = {
                     r[0]
                     for r in self.conn.execute("SELECT tag FROM merge_fields WHERE list_no = ?", (list_no,))
@@ -302,6 +368,13 @@ class Store:
         if row is None:
             return None
         return Audience(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], row[7])
+
+    def audiences(self) -> list[Audience]:
+        rows = self.conn.execute(
+            "SELECT list_no, id, name, double_optin, web_id, date_created, last_sub_date, last_unsub_date "
+            "FROM audiences ORDER BY list_no"
+        )
+        return [Audience(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
     def merge_fields(self, list_no: int) -> list[MergeField]:
         rows = self.conn.execute(
@@ -378,6 +451,9 @@ class Store:
             extra["ip_opt"],
             row[6],
             row[7],
+            dict(extra["interests"]),
+            dict(extra["marketing_permissions"]),
+            None if extra["location"] is None else tuple(extra["location"]),
             row[4],
         )
 
@@ -391,6 +467,9 @@ class Store:
             and not m.ip_signup
             and not m.timestamp_signup
             and not m.ip_opt
+            and not m.interests
+            and not m.marketing_permissions
+            and m.location is None
         ):
             return None
         values = {
@@ -401,6 +480,9 @@ class Store:
             "ip_signup": m.ip_signup,
             "timestamp_signup": m.timestamp_signup,
             "ip_opt": m.ip_opt,
+            "interests": m.interests,
+            "marketing_permissions": m.marketing_permissions,
+            "location": m.location,
         }
         return json.dumps({k: v for k, v in values.items() if v != _EXTRA_DEFAULTS[k]})
 
@@ -425,7 +507,7 @@ class Store:
         """Append new members (inside a transaction); their seq comes from the index."""
         hashes = [m.hash for m in members]
         seq = self._index.add(list_no, hashes)
-        self._added.extend((list_no, h) for h in hashes)
+        self._added.extend(("add", list_no, h) for h in hashes)
         extra = self._extra
         rows = []
         for m in members:
@@ -453,10 +535,11 @@ class Store:
 
     def update_members(self, members: list[Member]) -> None:
         self.conn.executemany(
-            "UPDATE members SET email = ?, status = ?, merge_fields = ?, tags = ?, timestamp_opt = ?, "
+            "UPDATE members SET hash = ?, email = ?, status = ?, merge_fields = ?, tags = ?, timestamp_opt = ?, "
             "last_changed = ?, extra = ? WHERE seq = ?",
             [
                 (
+                    m.hash,
                     m.email,
                     m.status,
                     m.merge_json(),
@@ -469,6 +552,33 @@ class Store:
                 for m in members
             ],
         )
+
+    def rehash_member(self, list_no: int, old_hash: str, new_hash: str) -> None:
+        """Find a member under its new address from now on (the row is updated by update_members)."""
+        self._index.rename(list_no, old_hash, new_hash)
+        self._added.append(("rename", list_no, old_hash, new_hash))
+
+    def delete_member(self, list_no: int, member: Member) -> None:
+        """Erase a member for good and remember its address as forgotten."""
+        assert member.seq is not None
+        self.conn.execute("DELETE FROM members WHERE seq = ?", (member.seq,))
+        self.conn.execute("INSERT OR IGNORE INTO forgotten VALUES (?, ?)", (list_no, member.hash))
+        self._index.discard(list_no, member.hash)
+        self._added.append(("drop", list_no, member.hash, member.seq))
+
+    def forgotten(self, list_no: int, hashes: list[str]) -> set[str]:
+        """The permanently deleted addresses among `hashes`."""
+        found: set[str] = set()
+        for start in range(0, len(hashes), _IN_CHUNK):
+            chunk = hashes[start : start + _IN_CHUNK]
+            found.update(
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT hash FROM forgotten WHERE list_no = ? AND hash IN ({','.join('?' * len(chunk))})",
+                    (list_no, *chunk),
+                )
+            )
+        return found
 
     def adjust_counts(self, list_no: int, deltas: dict[str, int]) -> None:
         self.conn.executemany(
@@ -488,6 +598,119 @@ class Store:
             (list_no, *args, -1 if count is None else count, offset),
         )
         return [self._member(r) for r in rows]
+
+    def members_tagged(self, list_no: int, name: str) -> list[Member]:
+        """Every member (archived too) carrying the tag `name`."""
+        encoded = _encode_str(name)
+        rows = self.conn.execute(
+            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE list_no = ? AND instr(tags, ?) > 0 ORDER BY seq",
+            (list_no, encoded),
+        )
+        return [m for m in map(self._member, rows) if name in m.tags]
+
+    # ---- segments (tags) ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _segment(row: tuple[Any, ...]) -> Segment:
+        return Segment(*row)
+
+    def segments(self, list_no: int) -> list[Segment]:
+        rows = self.conn.execute(
+            "SELECT id, name, member_count, created_at, updated_at FROM segments WHERE list_no = ? ORDER BY id",
+            (list_no,),
+        )
+        return [self._segment(r) for r in rows]
+
+    def segment(self, list_no: int, segment_id: int) -> Segment | None:
+        row = self.conn.execute(
+            "SELECT id, name, member_count, created_at, updated_at FROM segments WHERE list_no = ? AND id = ?",
+            (list_no, segment_id),
+        ).fetchone()
+        return None if row is None else self._segment(row)
+
+    def tag_ids(self, list_no: int) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, id FROM segments WHERE list_no = ?", (list_no,)))
+
+    def create_segment(self, list_no: int, name: str, now: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO segments (list_no, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            (list_no, name, now, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def adjust_segment_counts(self, list_no: int, deltas: dict[str, int], now: str) -> None:
+        self.conn.executemany(
+            "UPDATE segments SET member_count = member_count + ?, updated_at = ? WHERE list_no = ? AND name = ?",
+            [(n, now, list_no, name) for name, n in deltas.items() if n],
+        )
+
+    def rename_segment(self, list_no: int, segment_id: int, name: str, now: str) -> None:
+        self.conn.execute(
+            "UPDATE segments SET name = ?, updated_at = ? WHERE list_no = ? AND id = ?",
+            (name, now, list_no, segment_id),
+        )
+
+    def delete_segment(self, list_no: int, segment_id: int) -> None:
+        self.conn.execute("DELETE FROM segments WHERE list_no = ? AND id = ?", (list_no, segment_id))
+
+    # ---- interests and marketing permissions -------------------------------------------------------
+
+    def interest_categories(self, list_no: int) -> list[InterestCategory]:
+        rows = self.conn.execute(
+            "SELECT id, title, type, display_order FROM interest_categories WHERE list_no = ? "
+            "ORDER BY display_order, rowid",
+            (list_no,),
+        )
+        return [InterestCategory(*r) for r in rows]
+
+    def interests(self, list_no: int, category_id: str | None = None) -> list[Interest]:
+        where, args = ("AND category_id = ?", (category_id,)) if category_id else ("", ())
+        rows = self.conn.execute(
+            f"SELECT id, category_id, name, display_order FROM interests WHERE list_no = ? {where} "
+            "ORDER BY display_order, rowid",
+            (list_no, *args),
+        )
+        return [Interest(*r) for r in rows]
+
+    def add_interest_category(self, list_no: int, spec: InterestCategorySpec) -> InterestCategory:
+        with self.transaction():
+            order = self.conn.execute(
+                "SELECT COALESCE(MAX(display_order), 0) + 1 FROM interest_categories WHERE list_no = ?",
+                (list_no,),
+            ).fetchone()[0]
+            self.conn.execute(
+                "INSERT OR IGNORE INTO interest_categories VALUES (?, ?, ?, ?, ?)",
+                (list_no, spec.id, spec.title, spec.type, order),
+            )
+            for interest in spec.interests:
+                self.add_interest(list_no, spec.id, interest.id, interest.name)
+        return InterestCategory(spec.id, spec.title, spec.type, order)
+
+    def add_interest(self, list_no: int, category_id: str, interest_id: str, name: str) -> Interest:
+        with self.transaction():
+            order = self.conn.execute(
+                "SELECT COALESCE(MAX(display_order), 0) + 1 FROM interests WHERE list_no = ? AND category_id = ?",
+                (list_no, category_id),
+            ).fetchone()[0]
+            self.conn.execute(
+                "INSERT OR IGNORE INTO interests VALUES (?, ?, ?, ?, ?)",
+                (list_no, interest_id, category_id, name, order),
+            )
+        return Interest(interest_id, category_id, name, order)
+
+    def interest_subscriber_count(self, list_no: int, interest_id: str) -> int:
+        """Subscribed members with this interest switched on."""
+        rows = self.conn.execute(
+            "SELECT extra FROM members WHERE list_no = ? AND status = 'subscribed' AND instr(extra, ?) > 0",
+            (list_no, f'"{interest_id}": true'),
+        )
+        return sum(1 for (extra,) in rows if json.loads(extra).get("interests", {}).get(interest_id) is True)
+
+    def permissions(self, list_no: int) -> list[Permission]:
+        rows = self.conn.execute(
+            "SELECT id, text FROM marketing_permissions WHERE list_no = ? ORDER BY display_order", (list_no,)
+        )
+        return [Permission(*r) for r in rows]
 
     # ---- batches ---------------------------------------------------------------------------------
 
@@ -548,7 +771,7 @@ class Store:
     def wipe(self) -> None:
         """Forget members and batches (audiences are re-synced by the caller)."""
         with self.transaction():
-            for table in ("members", "member_counts", "batches"):
+            for table in ("members", "member_counts", "batches", "segments", "forgotten"):
                 self.conn.execute(f"DELETE FROM {table}")
             self.conn.execute("UPDATE audiences SET last_sub_date = '', last_unsub_date = ''")
         self._index.clear()

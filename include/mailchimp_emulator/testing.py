@@ -224,6 +224,11 @@ class EmulatorProcess:
         result: dict[str, Any] = self._control("GET", "/faults")
         return result
 
+    def health(self) -> dict[str, Any]:
+        """Readiness, process id, API URL and the processing pace in effect."""
+        result: dict[str, Any] = self._control("GET", "/health")
+        return result
+
     def members(self, list_id: str | None = None) -> list[dict[str, Any]]:
         """Every member of the audience (archived included) with status, merge_fields and tags."""
         result: list[dict[str, Any]] = self._control("GET", f"/lists/{list_id or self.list_id}/members")[
@@ -233,6 +238,11 @@ class EmulatorProcess:
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._control("GET", "/stats")
+        return result
+
+    def fired(self) -> dict[str, Any]:
+        """How often each fault fired (keys are the fault settings, e.g. "throttle_next")."""
+        result: dict[str, Any] = self.stats()["faults_fired"]
         return result
 
     def reset_stats(self) -> None:

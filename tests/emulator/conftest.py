@@ -20,6 +20,7 @@ from referencing.jsonschema import DRAFT202012
 SPEC_PATH = Path(__file__).parent / "data" / "openapi-subset.json"  # copy of /work/shared/mailchimp/...
 SPEC_URI = "urn:mailchimp-openapi-subset"
 RICH_LIST = "rich0audience"
+GDPR_LIST = "gdpr0audience"
 
 # A second audience with one field of every type, a required field and a default value.
 EMULATOR_CONFIG: dict[str, Any] = {
@@ -60,6 +61,21 @@ EMULATOR_CONFIG: dict[str, Any] = {
                 {"tag": "ZIPCODE", "name": "Zip", "type": "zip"},
                 {"tag": "SOURCE", "name": "Source", "type": "text", "default_value": "warehouse"},
             ],
+        },
+        {
+            "id": GDPR_LIST,
+            "name": "Groups and GDPR",
+            "merge_fields": [
+                {"tag": "JOINED", "name": "Joined", "type": "date", "options": {"date_format": "DD/MM/YYYY"}}
+            ],
+            "interest_categories": [
+                {
+                    "title": "Topics",
+                    "type": "checkboxes",
+                    "interests": ["News", {"id": "offers0001", "name": "Offers"}],
+                }
+            ],
+            "marketing_permissions": True,
         },
     ],
 }

@@ -203,6 +203,7 @@ def test_stuck_in_started_then_released(http: requests.Session, emu: Any) -> Non
     time.sleep(0.4)
     again = http.get(f"{emu.api_url}/batches/{batch['id']}").json()
     assert again["status"] == "started" and again["finished_operations"] == stuck["finished_operations"] == 0
+    assert emu.fired()["stuck_in"] == 1
     emu.clear_faults()
     assert poll(http, emu, batch["id"])["finished_operations"] == 1
     assert len(emu.members()) == 10
@@ -214,6 +215,7 @@ def test_empty_url_next(http: requests.Session, emu: Any) -> None:
     emu.set_faults(empty_url_next=2)
     urls = [http.get(f"{emu.api_url}/batches/{batch['id']}").json()["response_body_url"] for _ in range(3)]
     assert urls[:2] == ["", ""] and urls[2].startswith(emu.base_url)
+    assert emu.fired()["empty_url_next"] == 2
 
 
 def test_corrupt_archive(http: requests.Session, emu: Any) -> None:
@@ -225,6 +227,7 @@ def test_corrupt_archive(http: requests.Session, emu: Any) -> None:
     assert len(bad) == len(good) and bad != good and bad[:2] == b"\x1f\x8b"
     with pytest.raises((tarfile.TarError, OSError, EOFError)):
         read_results(bad)
+    assert emu.fired()["corrupt_archive"] == 1
 
 
 def test_more_than_500_pending_batches(http: requests.Session, emu: Any) -> None:

@@ -28,6 +28,7 @@ def test_throttle_next_is_a_429_storm(http: requests.Session, emu: Any) -> None:
     assert responses[0].headers["Content-Type"].startswith("application/problem+json")
     assert responses[0].json()["detail"] == "You have exceeded the limit of 10 simultaneous connections."
     assert emu.stats()["too_many_requests"] == 3
+    assert emu.fired()["throttle_next"] == 3
 
 
 @pytest.mark.parametrize("status", [403, 429])
@@ -36,6 +37,7 @@ def test_bare_status_has_an_empty_body(http: requests.Session, emu: Any, status:
     responses = [ping(http, emu) for _ in range(3)]
     assert [r.status_code for r in responses] == [status, status, 200]
     assert responses[0].content == b"" and "X-Request-Id" in responses[0].headers
+    assert emu.fired()["bare_next"] == 2
 
 
 def test_error_rate_mixes_5xx_and_is_seeded(http: requests.Session, emu: Any) -> None:
@@ -47,6 +49,9 @@ def test_error_rate_mixes_5xx_and_is_seeded(http: requests.Session, emu: Any) ->
     assert html.headers["Content-Type"].startswith("text/html") and b"502 Bad Gateway" in html.content
     problem = next(r for r in first if r.status_code == 503)
     assert problem.json()["status"] == 503
+    fired = emu.fired()
+    assert fired["error_rate"] == 30
+    assert fired["error_rate_by_status"] == {str(k): v for k, v in sorted(codes.items())}
     emu.set_faults(error_rate=0.5, seed=11)
     run_a = statuses(http, emu, 20)
     emu.set_faults(error_rate=0.5, seed=11)
@@ -62,6 +67,7 @@ def test_latency_and_spikes(http: requests.Session, emu: Any) -> None:
     started = time.perf_counter()
     ping(http, emu)
     assert time.perf_counter() - started >= 0.2
+    assert (emu.fired()["latency_ms"], emu.fired()["latency_spike_rate"]) == (1, 1)
 
 
 def test_drop_rate_closes_without_an_answer(http: requests.Session, emu: Any) -> None:
@@ -71,6 +77,7 @@ def test_drop_rate_closes_without_an_answer(http: requests.Session, emu: Any) ->
     emu.clear_faults()
     assert ping(requests.Session(), emu).status_code == 401  # the server carries on
     assert emu.stats()["dropped_connections"] == 1
+    assert emu.fired()["drop_rate"] == 1
 
 
 def test_faults_touch_only_the_api(http: requests.Session, emu: Any) -> None:
@@ -117,6 +124,7 @@ def test_reset_clears_faults_and_stats(http: requests.Session, emu: Any) -> None
     ping(http, emu)
     emu.reset()
     assert emu.faults()["throttle_next"] == 0 and emu.stats()["requests_total"] == 0
+    assert emu.fired()["throttle_next"] == 0
 
 
 def test_stats_reset(http: requests.Session, emu: Any) -> None:
@@ -178,3 +186,50 @@ def test_fault_flags_at_startup(tmp_path: Path) -> None:
 def test_unknown_control_path(emu: Any) -> None:
     response = requests.get(f"{emu.base_url}/_emulator/nothing")
     assert response.status_code == 404 and response.json()["title"] == "Resource Not Found"
+
+
+def test_every_fault_has_a_counter(emu: Any) -> None:
+    fired = emu.fired()
+    settings = set(emu.faults()) - {"seed", "bare_status", "latency_spike_ms"}
+    assert settings == set(fired) - {"error_rate_by_status"}
+    assert fired.pop("error_rate_by_status") == {} and set(fired.values()) == {0}
+
+
+def test_counters_survive_fault_changes_until_stats_reset(http: requests.Session, emu: Any) -> None:
+    emu.set_faults(throttle_next=1)
+    ping(http, emu)
+    emu.clear_faults()
+    assert emu.fired()["throttle_next"] == 1
+    emu.reset_stats()
+    assert emu.fired()["throttle_next"] == 0
+
+
+def test_lost_answer_to_post_batches(http: requests.Session, emu: Any) -> None:
+    """The batch is accepted and runs, but the client never hears of it (a proxy dropped the answer)."""
+    emu.set_faults(lose_batch_answer_next=1)
+    operation = {
+        "method": "PUT",
+        "path": f"/lists/{emu.list_id}/members/jane@acme-mail.net",
+        "body": '{"email_address": "jane@acme-mail.net", "status_if_new": "subscribed"}',
+    }
+    with pytest.raises(requests.ConnectionError):
+        requests.post(f"{emu.api_url}/batches", json={"operations": [operation]}, auth=("x", emu.api_key))
+    assert emu.fired()["lose_batch_answer_next"] == 1 and emu.faults()["lose_batch_answer_next"] == 0
+    deadline = time.monotonic() + 30
+    while True:
+        batches = http.get(f"{emu.api_url}/batches").json()["batches"]
+        if batches and batches[0]["status"] == "finished":
+            break
+        assert time.monotonic() < deadline, batches
+        time.sleep(0.05)
+    assert len(batches) == 1 and batches[0]["total_operations"] == 1
+    assert [m["email_address"] for m in emu.members()] == ["jane@acme-mail.net"]
+    second = http.post(f"{emu.api_url}/batches", json={"operations": []})  # one-shot: answered again
+    assert second.status_code == 200 and emu.stats()["batches_submitted"] == 2
+
+
+def test_lost_answer_spares_refused_batches(http: requests.Session, emu: Any) -> None:
+    emu.set_faults(lose_batch_answer_next=1)
+    assert http.post(f"{emu.api_url}/batches", json={"ops": []}).status_code == 400
+    assert http.get(f"{emu.api_url}/ping").status_code == 200
+    assert emu.fired()["lose_batch_answer_next"] == 0 and emu.faults()["lose_batch_answer_next"] == 1

@@ -134,20 +134,46 @@ class TestArchive:
         assert response.status_code == 204 and response.content == b""
         assert http.get(member_url(emu)).json()["status"] == "archived"
         problem(http.delete(member_url(emu)), 404, "Resource Not Found")
-        restored = put(http, emu, {"status_if_new": "pending"}).json()
+        restored = put(http, emu, {"status": "pending"}).json()
         assert (restored["status"], restored["merge_fields"]["FNAME"]) == ("pending", "Jane")
+
+    def test_status_if_new_keeps_an_archived_contact_archived(self, http: requests.Session, emu: Any) -> None:
+        put(http, emu, {"status": "subscribed", "merge_fields": {"FNAME": "Jane"}})
+        http.delete(member_url(emu))
+        kept = put(http, emu, {"status_if_new": "subscribed", "merge_fields": {"FNAME": "Janet"}}).json()
+        assert (kept["status"], kept["merge_fields"]["FNAME"]) == ("archived", "Janet")
+        lists = http.get(f"{emu.api_url}/lists/{emu.list_id}").json()["stats"]
+        assert lists["member_count"] == 0
 
     def test_batch_subscribe_restores_archived_as_created(self, http: requests.Session, emu: Any) -> None:
         put(http, emu, {"status": "subscribed"})
         http.delete(member_url(emu))
-        body = subscribe(http, emu, [{"email_address": EMAIL, "status_if_new": "subscribed"}])
+        body = subscribe(http, emu, [{"email_address": EMAIL, "status": "subscribed"}])
         assert (body["total_created"], body["error_count"]) == (1, 0)
         assert body["new_members"][0]["status"] == "subscribed"
+
+    @pytest.mark.parametrize("update_existing", [True, False])
+    def test_batch_subscribe_answers_a_kept_archived_contact_as_updated(
+        self, http: requests.Session, emu: Any, update_existing: bool
+    ) -> None:
+        put(http, emu, {"status": "subscribed"})
+        http.delete(member_url(emu))
+        body = subscribe(
+            http,
+            emu,
+            [{"email_address": EMAIL, "status_if_new": "subscribed"}],
+            update_existing=update_existing,
+        )
+        assert (body["total_created"], body["total_updated"], body["error_count"]) == (0, 1, 0)
+        assert body["updated_members"][0]["status"] == "archived"
+        assert emu.members()[0]["status"] == "archived"
 
     def test_archived_unsubscribed_contact_stays_unsubscribed(self, http: requests.Session, emu: Any) -> None:
         put(http, emu, {"status": "unsubscribed"})
         http.delete(member_url(emu))
-        assert put(http, emu, {"status_if_new": "subscribed"}).json()["status"] == "unsubscribed"
+        assert put(http, emu, {"status_if_new": "subscribed"}).json()["status"] == "archived"
+        problem(put(http, emu, {"status": "subscribed"}), 400, "Member In Compliance State")
+        assert put(http, emu, {"status": "unsubscribed"}).json()["status"] == "unsubscribed"
 
     def test_unknown_member(self, http: requests.Session, emu: Any) -> None:
         problem(http.delete(member_url(emu)), 404, "Resource Not Found")

@@ -98,13 +98,14 @@ class TestStatus:
         with pytest.raises(StatusRejected, match="compliance"):
             resolve_status(current, None, wanted, None)
 
-    def test_archived_member_is_restored(self) -> None:
-        assert resolve_status("archived", "subscribed", None, "pending") == "pending"
+    def test_archived_member_is_restored_only_by_status(self) -> None:
+        assert resolve_status("archived", "subscribed", None, "pending") == "archived"
         assert resolve_status("archived", "subscribed", "subscribed", None) == "subscribed"
         assert resolve_status("archived", "subscribed", None, None) == "archived"
 
     def test_archived_unsubscribed_member_keeps_its_compliance(self) -> None:
-        assert resolve_status("archived", "unsubscribed", None, "subscribed") == "unsubscribed"
+        assert resolve_status("archived", "unsubscribed", None, "subscribed") == "archived"
+        assert resolve_status("archived", "unsubscribed", "unsubscribed", None) == "unsubscribed"
         with pytest.raises(StatusRejected):
             resolve_status("archived", "cleaned", "subscribed", None)
 
