@@ -99,7 +99,8 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
 
         @task
         def validate_and_map(params=None, run_id=None) -> dict:
-            return steps.validate_and_map(definition, run_id, full_sync=params["full_sync"])
+            chosen = [s for s in params["segments"] if s in segments]
+            return steps.validate_and_map(definition, run_id, full_sync=params["full_sync"], segments=chosen)
 
         @task
         def chunk(params=None, run_id=None) -> list[dict]:

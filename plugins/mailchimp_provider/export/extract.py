@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mailchimp_provider.export import member_fields
 from mailchimp_provider.export.definition import ExportDefinition
 
 
@@ -33,14 +34,19 @@ def identifier_quote(conn_type: str) -> str:
 
 
 def source_columns(definition: ExportDefinition) -> list[str]:
-    """The warehouse columns the export reads, each once, in a stable order."""
+    """The warehouse columns the export reads, each once, in a stable order; a transform's computed
+    columns are not read unless it reads them too."""
+    reads = definition.transform.reads if definition.transform else []
+    computed = set(definition.transform.returns) - set(reads) if definition.transform else set()
     wanted = [
         definition.columns.id,
         definition.columns.email,
         definition.warehouse.segment_column,
         *definition.merge_field_columns().values(),
+        *member_fields.columns_read(definition),
+        *reads,
     ]
-    return list(dict.fromkeys(wanted))
+    return [c for c in dict.fromkeys(wanted) if c not in computed]
 
 
 def build_query(

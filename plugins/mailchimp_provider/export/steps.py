@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowFailException
 
-from mailchimp_provider.export import pipeline, staging
+from mailchimp_provider.export import member_fields, pipeline, staging, transform
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
     TooManyProfiles,
@@ -38,7 +38,7 @@ PREPARE_SUMMARY = "prepare.json"
 REJECTS_RETENTION_DAYS_ENV = "MAILCHIMP_EXPORT_RETENTION_DAYS"
 
 
-_USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles)
+_USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles, transform.TransformError)
 
 
 def fail_fast_on_user_mistakes(step: Callable[P, R]) -> Callable[P, R]:
@@ -81,9 +81,14 @@ def check_audience(definition: ExportDefinition, run_id: str) -> dict:
         merge_fields=tuple(MergeField.from_api(f) for f in hook.get_merge_fields(list_id)),
     )
     plan_fields(audience, definition.merge_field_columns())  # fail now on unknown or unmapped fields
+    extras = member_fields.resolve(definition, hook, raw) if member_fields.is_used(definition) else None
+    if definition.transform:
+        transform.load_function(definition.transform)  # fail now on a missing module or function
     archived = list(hook.iter_member_hashes(list_id, "archived"))
     paths = run_paths(definition, run_id)
     staging.make_dir(paths.root)
+    if extras:
+        member_fields.save_plan(paths.root, extras)
     staging.write_text(paths.audience, audience.to_json())
     staging.write_parquet(paths.archived, pa.table({"subscriber_hash": pa.array(archived, pa.string())}))
     return {
@@ -143,12 +148,17 @@ def _count_unchanged(paths: RunPaths, previous: frozenset[int]) -> int:
 
 
 @fail_fast_on_user_mistakes
-def validate_and_map(definition: ExportDefinition, run_id: str, full_sync: bool = False) -> dict:
+def validate_and_map(
+    definition: ExportDefinition, run_id: str, full_sync: bool = False, segments: list[str] | None = None
+) -> dict:
     started = time.monotonic()
     paths = run_paths(definition, run_id)
     audience = Audience.from_json(staging.read_text(paths.audience))
     archived = frozenset(staging.read_parquet(paths.archived)["subscriber_hash"].to_pylist())
-    result = pipeline.prepare_in_staging(paths, definition, audience, archived)
+    extras = None
+    if member_fields.is_used(definition):
+        extras = member_fields.read_plan(paths.root).for_segments(segments or definition.segments)
+    result = pipeline.prepare_in_staging(paths, definition, audience, archived, extras)
     unchanged = _count_unchanged(paths, _previous_fingerprints(definition, full_sync))
     summary = {
         "rows_read": result.rows_read,
