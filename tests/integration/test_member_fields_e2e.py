@@ -245,3 +245,85 @@ def test_unknown_names_fail_before_the_warehouse_is_read(
     logged = capfd.readouterr().out + caplog.text  # where the task log goes depends on earlier tests
     assert f"Export cannot run: {message}" in logged  # the plain message, failed without retries
     assert groups_server.stats()["batches_submitted"] == 0
+
+
+COMPUTED = {
+    "export": "computed_export",
+    "mailchimp__audience_id": LIST_ID,
+    "columns": {"id": "customer_id", "email": "email", "language": "language"},
+    "merge_fields": {"FULLNAME": "full_name", "TIER": "tier"},
+    "transform": {
+        "function": "transforms.example:enrich",
+        "reads": ["lifetime_value", "first_name", "last_name", "country"],
+        "returns": ["tier", "full_name", "language"],
+    },
+    "retries": 0,
+}
+
+
+def test_a_transform_lands_its_computed_values(
+    groups_server, warehouse, airflow_db, tmp_path, monkeypatch
+) -> None:
+    from transforms.example import LANGUAGE_BY_COUNTRY, TIERS
+
+    definition = write_definition(monkeypatch, tmp_path / "exports", **COMPUTED)
+    report = run_export(definition)
+    members = _members()
+    assert report["created"] == len(members) > 100
+    conn = sqlite3.connect(warehouse)
+    rows = conn.execute(
+        "SELECT email, first_name, last_name, country, lifetime_value FROM segment_profiles "
+        "WHERE segment IN ('vip_customers', 'churn_risk') ORDER BY customer_id"
+    )
+    checked, seen = 0, set()
+    for email, first, last, country, value in rows:
+        address = (normalise_email(email).email or "").lower()
+        member = members.get(address)
+        if member is None or address in seen:  # refused by Mailchimp, or a later profile of the address
+            continue
+        seen.add(address)
+        full_name = " ".join(part.strip() for part in (first or "", last or "") if part and part.strip())
+        if full_name.isascii() and len(full_name) < 60:
+            assert member["merge_fields"]["FULLNAME"] == full_name
+        assert member["merge_fields"]["TIER"] == next(name for name, floor in TIERS if value >= floor)
+        assert member["language"] == LANGUAGE_BY_COUNTRY[country]
+        checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        (
+            "fails",
+            "transform support_transforms:fails on part 0 (100 rows) raised KeyError: 'lifetime_value_typo'",
+        ),
+        (
+            "forgets_a_column",
+            "transform support_transforms:forgets_a_column on part 0 (100 rows) did not return column 'name_length'",
+        ),
+    ],
+)
+def test_a_failing_transform_fails_the_run_with_nothing_sent(
+    groups_server, warehouse, airflow_db, tmp_path, monkeypatch, capfd, caplog, function, message
+) -> None:
+    definition = write_definition(
+        monkeypatch,
+        tmp_path / "exports",
+        **COMPUTED
+        | {
+            "extract_chunk_rows": 100,
+            "merge_fields": {"FNAME": "name_length"},
+            "columns": {"id": "customer_id", "email": "email"},
+            "transform": {
+                "function": f"support_transforms:{function}",
+                "reads": ["first_name"],
+                "returns": ["first_name", "name_length"],
+            },
+        },
+    )
+    states = run_failing(definition)
+    assert states["validate_and_map"] == "failed" and states["chunk"] == "upstream_failed"
+    logged = capfd.readouterr().out + caplog.text
+    assert f"Export cannot run: {message}" in logged
+    assert groups_server.stats()["batches_submitted"] == 0 and _members() == {}
