@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mailchimp_provider.export.definition import DefinitionError, ExportDefinition, load_definition
 from mailchimp_provider.export.extract import source_columns
-from mailchimp_provider.export.member_fields import InterestPlan, MemberFieldPlan
+from mailchimp_provider.export.member_fields import InterestPlan, MemberFieldPlan, split_permissions
 from mailchimp_provider.export.prepare import member_json
 
 BASE = {
@@ -153,3 +153,29 @@ def test_definition_mistakes_name_the_field(tmp_path: Path, changes: dict, messa
     with pytest.raises(DefinitionError, match="groups.yaml") as caught:
         load_definition(path)
     assert message in str(caught.value)
+
+
+def test_permissions_split_off_for_the_member_itself() -> None:
+    row = {"lang": "de", "email_ok": "1", "shops": 'Rome, ",\\"marketing_permissions\\":["'}
+    data_json = member_json(
+        "a@b.de", "subscribed", {"FNAME": ',"marketing_permissions":['}, PLAN.fragment(row, ["vip"], {})
+    )
+    member, permissions = split_permissions(data_json)
+    expected = json.loads(data_json)
+    assert json.loads(permissions) == {"marketing_permissions": expected.pop("marketing_permissions")}
+    assert json.loads(member) == expected
+    no_permissions = member_json("a@b.de", "subscribed", {}, "")
+    assert split_permissions(no_permissions) == (no_permissions, None)
+
+
+def test_the_example_definition_is_valid() -> None:
+    example = (
+        Path(__file__).resolve().parents[2]
+        / "include"
+        / "exports"
+        / "examples"
+        / "newsletter_preferences.yaml"
+    )
+    definition = load_definition(example)
+    assert definition.interests and definition.marketing_permissions and definition.transform
+    assert "language" not in source_columns(definition) and "country" in source_columns(definition)

@@ -21,6 +21,7 @@ from mailchimp_provider.export.mapping import BadValue, MappingError
 Name = Annotated[str, StringConstraints(min_length=1, max_length=250)]
 Column = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 PLAN_FILE = "member_fields.json"
+_PERMISSIONS_KEY = ',"marketing_permissions":['
 
 _TRUE = frozenset({"1", "1.0", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "0.0", "false", "f", "no", "n", "off"})
@@ -184,6 +185,19 @@ class MemberFieldPlan:
         if permissions:
             parts.append(f'"marketing_permissions":{json.dumps(permissions, separators=(",", ":"))}')
         return "".join("," + part for part in parts)
+
+
+def split_permissions(data_json: str) -> tuple[str, str | None]:
+    """``data_json`` without its marketing permissions, and them as a PATCH body (None if it has none).
+
+    Mailchimp's batch-subscribe member schema has no ``marketing_permissions``: they go to the member
+    itself (``PATCH /lists/{id}/members/{hash}``) once it exists. :meth:`MemberFieldPlan.fragment` writes
+    them as the member object's last key, and JSON escaping keeps the key's text out of any value.
+    """
+    at = data_json.rfind(_PERMISSIONS_KEY)
+    if at < 0:
+        return data_json, None
+    return data_json[:at] + "}", "{" + data_json[at + 1 :]
 
 
 def save_plan(folder: Any, plan: MemberFieldPlan) -> None:
