@@ -196,6 +196,14 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
             before["interests"],
         )
 
+    # a run of one segment cannot know who is in the other: that segment's group is left alone
+    in_both = [e for e in after if e != HAND and expected[e]["segments"] == {"vip_customers", "churn_risk"}]
+    assert in_both
+    run_export(definition, segments=["churn_risk"], full_sync=True)
+    third = _members()
+    assert all(third[e]["interests"][ids["VIP news"]] is True for e in in_both)
+    assert {e: m["interests"] for e, m in third.items()} == {e: m["interests"] for e, m in after.items()}
+
 
 @pytest.mark.parametrize(
     ("changes", "message"),
