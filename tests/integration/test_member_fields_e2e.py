@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -111,11 +112,12 @@ def _members() -> dict[str, dict]:
             return found
 
 
-def _expected(conn: sqlite3.Connection) -> dict[str, dict]:
+def _expected(conn: Any) -> dict[str, dict]:
     """Per valid address: its first profile's prefs and the segments the address is in, from SQL."""
     expected: dict[str, dict] = {}
-    rows = conn.execute(
-        f"SELECT * FROM ({QUERY}) WHERE segment IN ('vip_customers', 'churn_risk') ORDER BY customer_id"
+    rows = conn.cursor()
+    rows.execute(
+        f"SELECT * FROM ({QUERY}) AS q WHERE segment IN ('vip_customers', 'churn_risk') ORDER BY customer_id"
     )
     names = [d[0] for d in rows.description]
     for values in rows:
@@ -131,17 +133,8 @@ def _permission(member: dict, text: str) -> bool:
     return next(p["enabled"] for p in member["marketing_permissions"] if p["text"] == text)
 
 
-def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed(
-    groups_server, prefs, airflow_db, tmp_path, monkeypatch
-) -> None:
-    hook = MailchimpHook()
-    # Mailchimp shows permission ids only on members: the audience has one, added by hand
-    hook.call("PUT", f"lists/{LIST_ID}/members/{HAND}", body={"email_address": HAND, "status": "subscribed"})
-    definition = write_definition(monkeypatch, tmp_path / "exports", **MAPPED)
-    first = run_export(definition)
-    ids, members, expected = _ids(), _members(), _expected(prefs)
-    assert first["created"] == len(members) - 1 > 100 and first["updated"] == 0
-
+def _assert_mapped(members: dict[str, dict], expected: dict[str, dict], ids: dict[str, str]) -> None:
+    """Every exported member carries exactly the values its warehouse row maps to."""
     languages = {"de": "de", "fr": "fr", "es-ES": "es_ES", "en": "en"}
     for email, member in members.items():
         if email == HAND:
@@ -160,6 +153,21 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
         }
         assert _permission(member, "Email") is bool(row["email_ok"])
         assert _permission(member, "Direct Mail") is False
+
+
+@pytest.mark.slow
+def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed(
+    groups_server, prefs, airflow_db, tmp_path, monkeypatch
+) -> None:
+    hook = MailchimpHook()
+    # Mailchimp shows permission ids only on members: the audience has one, added by hand
+    hook.call("PUT", f"lists/{LIST_ID}/members/{HAND}", body={"email_address": HAND, "status": "subscribed"})
+    definition = write_definition(monkeypatch, tmp_path / "exports", **MAPPED)
+    first = run_export(definition)
+    ids, members, expected = _ids(), _members(), _expected(prefs)
+    assert first["created"] == len(members) - 1 > 100 and first["updated"] == 0
+
+    _assert_mapped(members, expected, ids)
 
     # three profiles change, each in one mapped value; a marketer ticks "Offers" by hand for the third
     language_changed, vip_changed, topics_changed = [
@@ -335,3 +343,35 @@ def test_a_failing_transform_fails_the_run_with_nothing_sent(
     logged = capfd.readouterr().out + caplog.text
     assert f"Export cannot run: {message}" in logged
     assert groups_server.stats()["batches_submitted"] == 0 and _members() == {}
+
+
+PG_PREFS = """
+CREATE TABLE prefs AS SELECT customer_id,
+  CASE country WHEN 'DE' THEN 'de' WHEN 'FR' THEN 'fr' WHEN 'ES' THEN 'es-ES' ELSE 'en' END AS lang,
+  lifetime_value >= 465 AS is_vip,
+  CASE loyalty_tier WHEN 'platinum' THEN 'Shoes, Hats' WHEN 'gold' THEN 'shoes' ELSE '' END AS topics,
+  CASE WHEN birthday IS NULL THEN 'no' ELSE 'yes' END AS weekly,
+  country IN ('DE', 'FR', 'ES', 'IT', 'NL', 'PL', 'SE') AS email_ok
+FROM customer_profiles
+"""
+
+
+@pytest.mark.postgres
+def test_member_fields_from_postgresql_booleans(
+    groups_server, postgres_warehouse, airflow_db, tmp_path, monkeypatch
+) -> None:
+    """The same mapping from PostgreSQL, where VIP and consent are real booleans."""
+    import psycopg2
+
+    monkeypatch.setenv("MAILCHIMP_EXPORT_BASE_PATH", str(tmp_path / "staging"))
+    conn = psycopg2.connect(postgres_warehouse)
+    conn.cursor().execute(PG_PREFS)
+    conn.commit()
+    MailchimpHook().call(
+        "PUT", f"lists/{LIST_ID}/members/{HAND}", body={"email_address": HAND, "status": "subscribed"}
+    )
+    report = run_export(write_definition(monkeypatch, tmp_path / "exports", **MAPPED))
+    members = _members()
+    assert report["created"] == len(members) - 1 > 100
+    _assert_mapped(members, _expected(conn), _ids())
+    conn.close()
