@@ -16,6 +16,10 @@ def fails(profiles: pd.DataFrame) -> pd.DataFrame:
     raise KeyError("lifetime_value_typo")
 
 
+def quotes_an_address(profiles: pd.DataFrame) -> pd.DataFrame:
+    raise ValueError("cannot parse anna.berg@gmail.com\nsecond line")
+
+
 def drops_rows(profiles: pd.DataFrame) -> pd.DataFrame:
     return profiles.iloc[1:]
 

@@ -51,6 +51,7 @@ def test_the_example_transform_computes_tier_name_and_language() -> None:
         ("forgets_a_column", "did not return column 'name_length' (it returned first_name)"),
         ("returns_lists", "column 'first_name' has type list<item: int64>"),
         ("returns_a_series", "returned Series, not a pandas DataFrame"),
+        ("quotes_an_address", "raised ValueError: cannot parse a***@gmail.com"),
     ],
 )
 def test_a_transform_mistake_names_function_part_and_column(function: str, message: str) -> None:
@@ -58,6 +59,7 @@ def test_a_transform_mistake_names_function_part_and_column(function: str, messa
     with pytest.raises(TransformError) as caught:
         _run(function, returns)
     assert message in str(caught.value)
+    assert "anna.berg" not in str(caught.value) and "second line" not in str(caught.value)
     assert f"support_transforms:{function}" in str(caught.value)
     error = caught.value  # no chained traceback of the function's own exception
     assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from mailchimp_provider.hooks.errors import mask_emails_in
+
 Column = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 FunctionPath = Annotated[
     str,
@@ -127,5 +129,6 @@ def _as_text(series: Any, where: str) -> pa.Array:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The exception's first line, addresses masked: a user's function may quote the data it choked on."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
+    return mask_emails_in(text.splitlines()[0]) if text else "(no message)"
