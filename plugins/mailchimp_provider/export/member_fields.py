@@ -70,15 +70,21 @@ class InterestMapping(BaseModel):
         return [self.group] if self.group is not None else list(self.groups or ())
 
 
+def segment_names(definition: Any) -> list[str]:
+    """The export's segments by name (an entry may be a name or an object with a ``name``)."""
+    return [s if isinstance(s, str) else s.name for s in definition.segments]
+
+
 def check_definition(definition: Any) -> None:
     """Definition-time checks: segments named in interests are the export's, no group is owned twice."""
     owned: set[tuple[str, str]] = set()
+    names = segment_names(definition)
     for index, rule in enumerate(definition.interests):
         for segment in rule.from_segments or {}:
-            if segment not in definition.segments:
+            if segment not in names:
                 raise ValueError(
                     f"interests[{index}].from_segments: segment {segment!r} is not one of the export's "
-                    f"segments {definition.segments}"
+                    f"segments {names}"
                 )
         for group in rule.group_names():
             key = (rule.category.strip().lower(), group.strip().lower())

@@ -157,7 +157,8 @@ def validate_and_map(
     archived = frozenset(staging.read_parquet(paths.archived)["subscriber_hash"].to_pylist())
     extras = None
     if member_fields.is_used(definition):
-        extras = member_fields.read_plan(paths.root).for_segments(segments or definition.segments)
+        extras = member_fields.read_plan(paths.root)
+        extras = extras.for_segments(segments or member_fields.segment_names(definition))
     result = pipeline.prepare_in_staging(paths, definition, audience, archived, extras)
     unchanged = _count_unchanged(paths, _previous_fingerprints(definition, full_sync))
     summary = {
