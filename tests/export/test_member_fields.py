@@ -179,3 +179,17 @@ def test_the_example_definition_is_valid() -> None:
     definition = load_definition(example)
     assert definition.interests and definition.marketing_permissions and definition.transform
     assert "language" not in source_columns(definition) and "country" in source_columns(definition)
+
+
+def test_a_single_choice_category_takes_one_group_at_most() -> None:
+    radio = InterestPlan(
+        "Store", column="stores", list_ids={"paris": "i_paris", "rome": "i_rome"}, single_choice=True
+    )
+    plan = MemberFieldPlan(interests=(PLAN.interests[0], radio))
+    one, dropped = _member({"stores": "Rome"}, ["vip"], plan)
+    assert one["interests"] == {"i_vip": True, "i_churn": False, "i_paris": False, "i_rome": True}
+    assert dropped == {}
+    two, dropped = _member({"stores": "Rome, Paris"}, ["vip"], plan)
+    assert two["interests"] == {"i_vip": True, "i_churn": False}  # the other category still goes
+    assert dropped == {"interests.Store:more than one group of a single-choice category": 1}
+    assert MemberFieldPlan.from_json(plan.to_json()) == plan

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -123,13 +123,15 @@ class AudienceReader(Protocol):
 @dataclass(frozen=True)
 class InterestPlan:
     """One interest rule with ids: ``segment_ids`` (segment -> id), or ``column`` with ``flag_id`` or
-    ``list_ids`` (lower-case group name -> id)."""
+    ``list_ids`` (lower-case group name -> id). ``single_choice``: a radio or dropdown category, where a
+    member is in one group at most."""
 
     category: str
     segment_ids: dict[str, str] = field(default_factory=dict)
     column: str | None = None
     flag_id: str | None = None
     list_ids: dict[str, str] = field(default_factory=dict)
+    single_choice: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class MemberFieldPlan:
         since the run cannot know who is in them."""
         chosen = set(run_segments)
         rules = tuple(
-            InterestPlan(r.category, {s: i for s, i in r.segment_ids.items() if s in chosen})
+            replace(r, segment_ids={s: i for s, i in r.segment_ids.items() if s in chosen})
             if r.segment_ids
             else r
             for r in self.interests
@@ -178,9 +180,7 @@ class MemberFieldPlan:
             parts.append(f'"language":{json.dumps(code)}')
         if self.vip_column and (vip := _value(row, self.vip_column, "vip", _flag, dropped)) is not None:
             parts.append(f'"vip":{"true" if vip else "false"}')
-        interests: dict[str, bool] = {}
-        for rule in self.interests:
-            interests.update(_interest_values(rule, row, segments, dropped))
+        interests = _interests(self.interests, row, segments, dropped)
         if interests:
             parts.append(f'"interests":{json.dumps(interests, separators=(",", ":"))}')
         permissions = []
@@ -257,13 +257,17 @@ def _resolve_interests(
                 )
             return str(found["id"])
 
+        single = category.get("type") in ("radio", "dropdown")
         if rule.from_segments is not None:
-            yield InterestPlan(rule.category, {s: group_id(g) for s, g in rule.from_segments.items()})
+            ids = {s: group_id(g) for s, g in rule.from_segments.items()}
+            yield InterestPlan(rule.category, ids, single_choice=single)
         elif rule.group is not None:
-            yield InterestPlan(rule.category, column=rule.column, flag_id=group_id(rule.group))
+            yield InterestPlan(
+                rule.category, column=rule.column, flag_id=group_id(rule.group), single_choice=single
+            )
         else:
             ids = {g.strip().lower(): group_id(g) for g in rule.groups or ()}
-            yield InterestPlan(rule.category, column=rule.column, list_ids=ids)
+            yield InterestPlan(rule.category, column=rule.column, list_ids=ids, single_choice=single)
 
 
 def _resolve_permissions(
@@ -339,6 +343,29 @@ def _names(value: str) -> list[str]:
             raise BadValue("not a JSON list of group names")
         return [str(item).strip().lower() for item in items if item is not None]
     return [name.strip().lower() for name in text.split(",") if name.strip()]
+
+
+def _interests(
+    rules: Iterable[InterestPlan], row: Mapping[str, Any], segments: list[str], dropped: dict[str, int]
+) -> dict[str, bool]:
+    """The interests object of one member; a single-choice category with more than one group on is
+    left out (Mailchimp keeps one group there) and counted."""
+    by_category: dict[str, dict[str, bool]] = {}  # by title as named first (titles match case-blind)
+    names: dict[str, str] = {}
+    single: set[str] = set()
+    for rule in rules:
+        category = names.setdefault(rule.category.strip().lower(), rule.category)
+        by_category.setdefault(category, {}).update(_interest_values(rule, row, segments, dropped))
+        if rule.single_choice:
+            single.add(category)
+    interests: dict[str, bool] = {}
+    for category, values in by_category.items():
+        if category in single and sum(values.values()) > 1:
+            key = f"interests.{category}:more than one group of a single-choice category"
+            dropped[key] = dropped.get(key, 0) + 1
+            continue
+        interests.update(values)
+    return interests
 
 
 def _interest_values(
