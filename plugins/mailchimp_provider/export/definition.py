@@ -20,6 +20,10 @@ from pydantic import (
     model_validator,
 )
 
+from mailchimp_provider.export import member_fields
+from mailchimp_provider.export.member_fields import InterestMapping
+from mailchimp_provider.export.transform import Transform
+
 EXPORTS_DIR_ENV = "MAILCHIMP_EXPORTS_DIR"
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_BATCH_JOBS = 200  # upload tasks a run may map to: far below Airflow's max_map_length (1024)
@@ -89,6 +93,8 @@ class Columns(_Strict):
     email: Identifier
     first_name: Identifier | None = None
     last_name: Identifier | None = None
+    language: Identifier | None = None  # Mailchimp language codes (export/member_fields.py)
+    vip: Identifier | None = None  # true/false
 
 
 class Schedule(_Strict):
@@ -109,6 +115,10 @@ class ExportDefinition(_Strict):
     max_failed_share: Share = 0.05
     columns: Columns
     merge_fields: dict[MergeTag, Identifier] = Field(default_factory=dict)
+    interests: list[InterestMapping] = Field(default_factory=list)
+    # GDPR permission text -> column
+    marketing_permissions: dict[NonEmpty, Identifier] = Field(default_factory=dict)
+    transform: Transform | None = None
     schedule: Schedule = Field(default_factory=Schedule)
     max_profiles: Annotated[int, Field(gt=0, le=10_000_000)] = 1_000_000
     job_size: Annotated[int, Field(ge=500, le=500_000)] = 50_000
@@ -124,6 +134,14 @@ class ExportDefinition(_Strict):
         for tag, column in named.items():
             if column and tag in self.merge_fields:
                 raise ValueError(f"merge field {tag} is already set by columns.{_NAME_FIELDS[tag]}")
+        return self
+
+    @model_validator(mode="after")
+    def _member_fields_fit(self) -> ExportDefinition:
+        member_fields.check_definition(self)
+        keys = {self.columns.id, self.columns.email, self.warehouse.segment_column}
+        if self.transform and (clash := keys & set(self.transform.returns)):
+            raise ValueError(f"transform.returns may not replace the id, email or segment column: {clash}")
         return self
 
     @model_validator(mode="after")

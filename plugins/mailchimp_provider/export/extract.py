@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mailchimp_provider.export import member_fields
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.mapping import VALUE_READ_LIMIT
 from mailchimp_provider.export.validate import EMAIL_READ_LIMIT
@@ -35,14 +36,19 @@ def identifier_quote(conn_type: str) -> str:
 
 
 def source_columns(definition: ExportDefinition) -> list[str]:
-    """The warehouse columns the export reads, each once, in a stable order."""
+    """The warehouse columns the export reads, each once, in a stable order; a transform's computed
+    columns are not read unless it reads them too."""
+    reads = definition.transform.reads if definition.transform else []
+    computed = set(definition.transform.returns) - set(reads) if definition.transform else set()
     wanted = [
         definition.columns.id,
         definition.columns.email,
         definition.warehouse.segment_column,
         *definition.merge_field_columns().values(),
+        *member_fields.columns_read(definition),
+        *reads,
     ]
-    return list(dict.fromkeys(wanted))
+    return [c for c in dict.fromkeys(wanted) if c not in computed]
 
 
 # Profile ids are only our labels (reports, rejects); 255 characters hold any real key, a longer one is cut.

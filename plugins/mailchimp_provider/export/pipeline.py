@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mailchimp_provider.export import staging
+from mailchimp_provider.export import staging, transform
 from mailchimp_provider.export.chunk import PLAN_COLUMNS, JobWriter, chunk_plan
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
@@ -21,6 +21,7 @@ from mailchimp_provider.export.extract import (
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
 from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, UPSERT, Planner, PlanSettings, PlanSummary
+from mailchimp_provider.export.member_fields import MemberFieldPlan
 from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSettings
 from mailchimp_provider.export.reconcile import (
     OUTCOME_SCHEMA,
@@ -71,8 +72,10 @@ def prepare_in_staging(
     definition: ExportDefinition,
     audience: Audience,
     archived: frozenset[str] = frozenset(),
+    member_fields: MemberFieldPlan | None = None,
 ) -> PrepareResult:
-    """Validate and map the extracted parts into member and reject parts; enforce max_profiles."""
+    """Validate and map the extracted parts (through the definition's transform, if any) into member
+    and reject parts; enforce max_profiles."""
     settings = PrepareSettings(
         id_column=definition.columns.id,
         email_column=definition.columns.email,
@@ -82,6 +85,7 @@ def prepare_in_staging(
         tag_segments=definition.mailchimp.tag_segments,
         archived_hashes=archived,
         segment_tags=definition.segment_tags(),
+        member_fields=member_fields,
     )
     for directory in (paths.members_dir, paths.rejects_dir):
         staging.remove_tree(directory)
@@ -90,7 +94,10 @@ def prepare_in_staging(
         write_members=lambda i, t: staging.write_parquet(paths.part(paths.members_dir, i), t),
         write_rejects=lambda i, t: staging.write_parquet(paths.part(paths.rejects_dir, i), t),
     )
-    result = preparer.run(read_parts(paths.extract_dir))
+    parts = read_parts(paths.extract_dir)
+    if definition.transform:
+        parts = transform.apply(definition.transform, parts)
+    result = preparer.run(parts)
     if result.accepted > definition.max_profiles:
         raise TooManyProfiles(
             f"export '{definition.export}' found {result.accepted:,} valid profiles, more than its limit "

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowFailException
 
-from mailchimp_provider.export import cleanup, pipeline, staging
+from mailchimp_provider.export import cleanup, member_fields, pipeline, staging, transform
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
     TooManyProfiles,
@@ -40,7 +40,7 @@ AUDIENCE_CHECK = "audience_check.json"
 LOST_SAMPLE = 20  # owned members read back per run to notice members Mailchimp no longer has
 
 
-_USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles, StateError)
+_USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles, StateError, transform.TransformError)
 
 
 def fail_fast_on_user_mistakes(step: Callable[P, R]) -> Callable[P, R]:
@@ -84,6 +84,9 @@ def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = Fa
         merge_fields=tuple(MergeField.from_api(f) for f in hook.get_merge_fields(list_id)),
     )
     plan_fields(audience, definition.merge_field_columns())  # fail now on unknown or unmapped fields
+    extras = member_fields.resolve(definition, hook, raw) if member_fields.is_used(definition) else None
+    if definition.transform:
+        transform.load_function(definition.transform)  # fail now on a missing module or function
     archived = list(hook.iter_member_hashes(list_id, "archived"))
     state = state_store(definition).load()  # an unreadable state stops the run here, before any work
     tag_ids = _tag_ids(hook, definition, create=not dry_run)
@@ -97,6 +100,8 @@ def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = Fa
         log.warning("Full sync: %s", full_sync_reason)
     paths = run_paths(definition, run_id)
     staging.make_dir(paths.root)
+    if extras:
+        member_fields.save_plan(paths.root, extras)
     staging.write_text(paths.audience, audience.to_json())
     staging.write_parquet(paths.archived, pa.table({"subscriber_hash": pa.array(archived, pa.string())}))
     staging.write_text(
@@ -199,7 +204,10 @@ def validate_and_map(
     audience = Audience.from_json(staging.read_text(paths.audience))
     archived = frozenset(staging.read_parquet(paths.archived)["subscriber_hash"].to_pylist())
     checked = json.loads(staging.read_text(paths.root / AUDIENCE_CHECK))
-    result = pipeline.prepare_in_staging(paths, definition, audience, archived)
+    extras = None
+    if member_fields.is_used(definition):
+        extras = member_fields.read_plan(paths.root).for_segments(segments)
+    result = pipeline.prepare_in_staging(paths, definition, audience, archived, extras)
     state = state_store(definition).load()
     if checked["lost_members"]:  # no longer in the audience: no longer owned, sent as new if still exported
         lost = pa.array(checked["lost_members"], pa.string())

@@ -161,6 +161,27 @@ class MailchimpHook(HttpHook):
     def get_merge_fields(self, list_id: str) -> list[dict]:
         return list(self._paged(f"lists/{list_id}/merge-fields", "merge_fields", {}))
 
+    def get_interest_categories(self, list_id: str) -> list[dict]:
+        return list(self._paged(f"lists/{list_id}/interest-categories", "categories", {}))
+
+    def get_interests(self, list_id: str, category_id: str) -> list[dict]:
+        return list(
+            self._paged(f"lists/{list_id}/interest-categories/{category_id}/interests", "interests", {})
+        )
+
+    def get_marketing_permissions(self, list_id: str) -> list[dict]:
+        """The audience's GDPR permissions (``marketing_permission_id``, ``text``); empty if it has no member.
+
+        Mailchimp has no endpoint listing them: every member record carries all of them, so one is read.
+        """
+        page = self.call(
+            "GET",
+            f"lists/{list_id}/members",
+            params={"count": 1, "fields": "members.marketing_permissions"},
+        )
+        members = page.get("members") or []
+        return list(members[0].get("marketing_permissions") or []) if members else []
+
     def iter_member_hashes(self, list_id: str, status: str) -> Iterator[str]:
         """Subscriber hashes of the audience's members in one status (e.g. archived)."""
         params = {"status": status, "fields": "members.id,total_items"}

@@ -1,0 +1,1 @@
+"""Computed-field functions that export definitions name in ``transform.function``."""
