@@ -20,8 +20,8 @@ from mailchimp_provider.export.extract import (
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
-from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, UPSERT, Planner, PlanSettings, PlanSummary
 from mailchimp_provider.export.member_fields import MemberFieldPlan
+from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, UPSERT, Planner, PlanSettings, PlanSummary
 from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSettings
 from mailchimp_provider.export.reconcile import (
     OUTCOME_SCHEMA,
