@@ -117,7 +117,8 @@ names = st.one_of(
             "\x85\u2028 edge \u2028\x85",
             "\u202eevil",
             " x\x00y\t",
-            "é" * 5_000,  # 10 KB
+            "é" * 1_000,  # 2 KB: cut at 255 bytes
+            "é" * 5_000,  # 10 KB: longer than the warehouse is asked for, left out
             "\x00\x85\u2028" * 3_400,  # 10 KB of control and line-separator characters
         ]
     ),
@@ -126,8 +127,9 @@ names = st.one_of(
 
 def expected_text(raw: str | None) -> str | None:
     """Text fields: C0 control characters and DEL removed (tab and line feed kept), surrounding whitespace
-    trimmed, cut at 255 UTF-8 bytes without splitting a character; empty means left out."""
-    if raw is None:
+    trimmed, cut at 255 UTF-8 bytes without splitting a character; empty means left out. A value of more
+    than 1,024 characters is left out too: the warehouse is asked for 1,025 at most, so it may be cut."""
+    if raw is None or len(raw) > 1_024:
         return None
     kept = "".join(ch for ch in raw if ch in "\t\n" or not (ord(ch) < 0x20 or ord(ch) == 0x7F)).strip()
     cut = kept.encode("utf-8")[:255].decode("utf-8", errors="ignore")

@@ -78,7 +78,8 @@ def test_prepare_agrees_with_the_model(found: list[Profile], chunk_rows: int) ->
     [
         ("a\x85b\u2028c", "a\x85b\u2028c"),  # inside a name they are characters like any other
         ("\x85\u2028 Edge \u2028\x85", "Edge"),  # around it they are whitespace, trimmed
-        ("é" * 5_000, "é" * 127),  # 10 KB cut at 255 bytes: 127 two-byte characters, none split
+        ("é" * 1_000, "é" * 127),  # 2 KB cut at 255 bytes: 127 two-byte characters, none split
+        ("é" * 5_000, None),  # 10 KB: over the 1,024 characters read from the warehouse, left out
         ("\x00\x85\u2028" * 3_400, None),  # 10 KB of nothing printable: left out
         ("Ann\x00\x1b[31m", "Ann[31m"),  # NUL and ESC removed
     ],
