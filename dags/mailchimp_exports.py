@@ -20,6 +20,8 @@ from airflow.sdk import (
     task,
 )
 from airflow.sdk.exceptions import AirflowFailException
+from mailchimp_provider import notify
+from mailchimp_provider.assets import audience_asset
 from mailchimp_provider.export import steps
 from mailchimp_provider.export.definition import DefinitionError, ExportDefinition, exports_dir, load_all
 from mailchimp_provider.operators.batch import MailchimpBatchOperator
@@ -81,6 +83,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             "retries": definition.retries,
             "retry_delay": timedelta(seconds=definition.retry_delay_s),
         },
+        on_failure_callback=notify.run_failed_callback(definition),
     ) as dag:
 
         @task
@@ -121,6 +124,11 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             }
             return steps.reconcile_run(definition, run_id, params["dry_run"], _collect(uploads), durations)
 
+        @task(outlets=[audience_asset(definition.mailchimp.audience_id)])
+        def announce(run_id=None, dag_run=None, outlet_events=None) -> dict:
+            """Alerts the run calls for, then the audience's asset event with the counts (not on dry runs)."""
+            return notify.announce(definition, run_id, dag_run, outlet_events)
+
         audience = check_audience()
         extracted = extract()
         prepared = validate_and_map()
@@ -131,9 +139,10 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             pool=MAILCHIMP_POOL,
             poll_interval=definition.poll_interval_s,
             timeout=definition.batch_timeout_s,
+            map_index_template="{{ task.job_label }}",
         ).expand_kwargs(jobs)
         audience >> extracted >> prepared >> jobs
-        reconcile(audience, extracted, prepared, uploads.output)
+        reconcile(audience, extracted, prepared, uploads.output) >> announce()
     return dag
 
 

@@ -30,7 +30,10 @@ def test_all_dags_load_without_errors(monkeypatch) -> None:
         "chunk",
         "upload_and_poll",
         "reconcile",
+        "announce",
     ]
+    assert [o.uri for o in dag.get_task("announce").outlets] == ["mailchimp://demo0audience/"]
+    assert dag.get_task("upload_and_poll").map_index_template == "{{ task.job_label }}"
     assert dag.params["dry_run"] is False and dag.max_active_runs == 1
     assert dag.get_task("upload_and_poll").pool == "mailchimp_api"
 

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from mailchimp_provider.export.alerts import Alerts
+
 EXPORTS_DIR_ENV = "MAILCHIMP_EXPORTS_DIR"
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_BATCH_JOBS = 200  # upload tasks a run may map to: far below Airflow's max_map_length (1024)
@@ -80,6 +82,7 @@ class ExportDefinition(_Strict):
     batch_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3 * 3600.0
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     retry_delay_s: Annotated[float, Field(ge=0, le=86400)] = 30.0
+    alerts: Alerts | None = None  # who is told about failed or suspicious runs
 
     @model_validator(mode="after")
     def _merge_fields_do_not_clash(self) -> ExportDefinition:

@@ -177,7 +177,12 @@ def chunk_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list
     if dry_run:
         return []
     return [
-        {"operations_path": str(paths.job_operations(job)), "results_path": str(paths.job_outcomes(job))}
+        {
+            "operations_path": str(paths.job_operations(job)),
+            "results_path": str(paths.job_outcomes(job)),
+            "job_label": f"job {job + 1} of {len(jobs)}, "
+            f"{staging.read_parquet(paths.job_index(job), ['operation_id']).num_rows:,} members",
+        }
         for job in jobs
     ]
 
