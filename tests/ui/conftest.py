@@ -25,6 +25,8 @@ from support import DEMO_DEFINITION, mailchimp_connection, write_definition
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEMO_AUDIENCES = ROOT / "include" / "demo" / "mailchimp-audiences.yaml"
+UI_DAGS = Path(__file__).resolve().parent / "dags"
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 PASSWORDS = {"editor": "editor-pass-1", "viewer": "viewer-pass-1"}
 # Mailchimp refuses placeholder domains; a formula-like value must reach a CSV cell disarmed.
 REFUSED_BY_MAILCHIMP = [f"someone{i}@example.com" for i in range(5)]
@@ -89,6 +91,12 @@ def export_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportRuns
         mp.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", mailchimp_connection(server))
         mp.setenv("AIRFLOW_CONN_DEMO_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)}))
         mp.setenv("MAILCHIMP_EXPORT_BASE_PATH", str(tmp / "staging"))
+        # the asset test's downstream DAG: stored and unpaused before the export updates the audience
+        bundles = json.loads(os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"])
+        bundles.append({"name": "ui-dags", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(UI_DAGS)}})
+        mp.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+        _airflow("dags", "reserialize", "--bundle-name", "ui-dags")
+        _airflow("dags", "unpause", "mailchimp_audience_listener")
         definition = write_definition(
             mp,
             tmp / "exports",
@@ -112,6 +120,7 @@ def export_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportRuns
 @dataclass
 class ApiServer:
     url: str
+    env: dict[str, str]  # what the server runs with: other processes of the deployment need the same
 
     def token(self, user: str) -> str:
         request = urllib.request.Request(
@@ -184,7 +193,7 @@ def api_server(export_runs: ExportRuns, tmp_path_factory: pytest.TempPathFactory
                 if time.monotonic() > deadline:
                     raise RuntimeError("api-server did not answer within 120 s") from None
                 time.sleep(1)
-        yield ApiServer(url)
+        yield ApiServer(url, env)
     finally:
         os.killpg(process.pid, 15)
         try:
