@@ -46,7 +46,11 @@ def counts_lines(summary: RunSummary | None) -> list[str]:
     lines = [
         f"Read {read.get('profiles_read', 0):,} profiles ({read.get('rows_read', 0):,} rows)"
         + (", dry run: nothing was uploaded" if summary.dry_run else ""),
-        ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in summary.counts.items()),
+        ", ".join(
+            f"{k.replace('_', ' ')} {v:,}"
+            for k, v in summary.counts.items()
+            if v or k in ("created", "updated")
+        ),
     ]
     for key in ("rejected_locally", "failed_at_mailchimp"):
         for reason, count in sorted(summary.breakdowns.get(key, {}).items()):
@@ -79,12 +83,15 @@ def build_notifier(channel: Any, subject: str, text: str) -> BaseNotifier:
     raise TypeError(f"unknown alert channel {channel!r}")
 
 
-def send(alerts: Alerts, subject: str, text: str, context: Any) -> None:
-    """Every channel is tried; the first failure is raised after the others have had their turn."""
+def send(alerts: Alerts, subject: str, text: str) -> None:
+    """Every channel is tried; the first failure is raised after the others have had their turn.
+
+    Notifiers get an empty context: the message is complete, and a DAG callback's context holds a
+    serialized DAG that notifiers cannot render templates with."""
     errors = []
     for channel in alerts.notify:
         try:
-            build_notifier(channel, subject, text).notify(context)
+            build_notifier(channel, subject, text).notify({})
         except Exception as exc:  # one broken channel must not silence the others
             log.error("Alert through %s channel failed: %s", channel.type, exc)
             errors.append(exc)
@@ -110,7 +117,7 @@ def run_failed_callback(definition: ExportDefinition):
                 *run_links(definition.dag_id, run_id),
             ]
         )
-        send(alerts, f"Mailchimp export {definition.export}: run failed", text, context)
+        send(alerts, f"Mailchimp export {definition.export}: run failed", text)
 
     return on_failure
 
@@ -136,7 +143,7 @@ def announce(definition: ExportDefinition, run_id: str, dag_run: Any, outlet_eve
                 *run_links(definition.dag_id, run_id),
             ]
         )
-        send(alerts, f"Mailchimp export {definition.export}: {len(reasons)} alert(s)", text, {})
+        send(alerts, f"Mailchimp export {definition.export}: {len(reasons)} alert(s)", text)
     if summary.dry_run:
         raise AirflowSkipException("dry run: the audience did not change, so no asset event")
     extra = event_extra(
