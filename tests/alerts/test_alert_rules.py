@@ -118,7 +118,10 @@ def test_any_notifier_class_by_import_path(smtp) -> None:
     )
     send(alerts, "Export e: 1 alert(s)", "the text")
     (message,) = smtp.messages
-    assert message["subject"] == "from a notifier class" and "the text" in message.get_body(("html",)).get_content()
+    assert (
+        message["subject"] == "from a notifier class"
+        and "the text" in message.get_body(("html",)).get_content()
+    )
 
 
 def test_a_broken_channel_does_not_silence_the_others(smtp) -> None:
