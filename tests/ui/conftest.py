@@ -121,11 +121,12 @@ def export_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportRuns
 class ApiServer:
     url: str
     env: dict[str, str]  # what the server runs with: other processes of the deployment need the same
+    passwords: dict[str, str]
 
     def token(self, user: str) -> str:
         request = urllib.request.Request(
             f"{self.url}/auth/token",
-            data=json.dumps({"username": user, "password": PASSWORDS[user]}).encode(),
+            data=json.dumps({"username": user, "password": self.passwords[user]}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
@@ -193,7 +194,7 @@ def api_server(export_runs: ExportRuns, tmp_path_factory: pytest.TempPathFactory
                 if time.monotonic() > deadline:
                     raise RuntimeError("api-server did not answer within 120 s") from None
                 time.sleep(1)
-        yield ApiServer(url, env)
+        yield ApiServer(url, env, PASSWORDS)
     finally:
         os.killpg(process.pid, 15)
         try:

@@ -56,6 +56,8 @@ def test_export_list_shows_the_definition_and_its_last_run(api_server, export_ru
     assert export["schedule"] == {"cron": None, "after_assets": ["demo_warehouse_segments"]}
     assert export["last_run"]["run_id"] == export_runs.failed
     assert export["last_run"]["state"] == "failed" and export["last_run"]["report"] is None
+    # the latest counts come from the newest run with a report: the dry run
+    assert export["last_report"]["run_id"] == export_runs.dry and export["last_report"]["dry_run"]
 
 
 def test_run_history_counts_equal_the_reports(api_server, export_runs) -> None:

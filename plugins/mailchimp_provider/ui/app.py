@@ -31,6 +31,7 @@ from mailchimp_provider.ui.rejects import iter_rejects, rejects_csv
 URL_PREFIX = "/mailchimp-exports"
 MAX_PAGE = 200
 REJECTS_PREVIEW = 100
+RECENT = 10  # runs looked at for an export's latest report
 REJECTS_NOTE = (
     "Personal data: one row per profile of this run that did not reach Mailchimp, rejected locally "
     "(stage 'rejected locally', reason code such as invalid_email) or refused by Mailchimp (stage "
@@ -107,8 +108,12 @@ def _runs(session: Any, dag_id: str, offset: int, limit: int) -> tuple[int, list
     return total or 0, list(runs)
 
 
-def _export_json(definition: ExportDefinition, last: DagRun | None) -> dict[str, Any]:
+def _export_json(definition: ExportDefinition, recent: list[DagRun]) -> dict[str, Any]:
+    """The export, its last run, and its latest run with a report (the last one may have none yet)."""
     schedule = definition.schedule
+    runs = (_run_json(definition, run) for run in recent)
+    last = next(runs, None)
+    reported = last if last is None or last["report"] else next((r for r in runs if r["report"]), None)
     return {
         "export": definition.export,
         "dag_id": definition.dag_id,
@@ -118,7 +123,8 @@ def _export_json(definition: ExportDefinition, last: DagRun | None) -> dict[str,
         "schedule": {"cron": schedule.cron, "after_assets": list(schedule.after_assets)},
         "page_url": f"{URL_PREFIX}/exports/{quote(definition.dag_id)}",
         "dag_url": ui_link(f"/dags/{quote(definition.dag_id)}"),
-        "last_run": _run_json(definition, last) if last else None,
+        "last_run": last,
+        "last_report": reported,
     }
 
 
@@ -127,8 +133,8 @@ def list_exports(user: Any, session: Any) -> list[dict[str, Any]]:
     exports = []
     for dag_id, definition in sorted(definitions().items()):
         if dag_id in readable:
-            _, last = _runs(session, dag_id, 0, 1)
-            exports.append(_export_json(definition, last[0] if last else None))
+            _, recent = _runs(session, dag_id, 0, RECENT)
+            exports.append(_export_json(definition, recent))
     return exports
 
 
@@ -136,7 +142,7 @@ def export_history(dag_id: str, session: Any, offset: int, limit: int) -> dict[s
     definition = _definition(dag_id)
     total, runs = _runs(session, dag_id, offset, limit)
     return {
-        "export": _export_json(definition, runs[0] if runs and offset == 0 else None),
+        "export": _export_json(definition, []),
         "total_entries": total,
         "offset": offset,
         "limit": limit,

@@ -24,7 +24,7 @@ text-align:left;vertical-align:top} th{background:#f7fafc;font-weight:600} td.n{
 font-variant-numeric:tabular-nums} .muted{color:#718096} .badge{display:inline-block;border-radius:4px;
 padding:0 6px;font-size:12px;background:#edf2f7} .dry{background:#faf089} .success{background:#c6f6d5}
 .failed{background:#fed7d7} .running,.queued{background:#bee3f8} .note{background:#fffbea;border:1px solid
-#f6e05e;padding:8px;max-width:900px} a{color:#2b6cb0} .breakdown{font-size:12px;white-space:nowrap}
+#f6e05e;padding:8px;max-width:900px} a{color:#2b6cb0} .breakdown{font-size:12px;max-width:280px} .scroll{overflow-x:auto}
 nav{margin-bottom:8px}
 """
 
@@ -56,8 +56,23 @@ def _breakdown(value: Any) -> str:
             inner_text = ", ".join(f"{escape(str(k))} {_n(v)}" for k, v in inner.items())
             lines.append(f"{escape(str(key))}: {inner_text}")
         else:
-            lines.append(f"{escape(str(key))}: {_n(inner)}")
+            lines.append(f"{escape(str(key))} <b>{_n(inner)}</b>")
     return "<br>".join(lines) or '<span class="muted">none</span>'
+
+
+def _breakdown_table(value: Any) -> str:
+    """A mapping of counts as a two-column table; nested mappings (e.g. per segment) one row each."""
+    if not isinstance(value, dict) or not value:
+        return '<p class="muted">none</p>'
+    rows = []
+    for key, inner in sorted(value.items(), key=lambda kv: str(kv[0])):
+        shown = (
+            ", ".join(f"{escape(str(k))} {_n(v)}" for k, v in inner.items())
+            if isinstance(inner, dict)
+            else _n(inner)
+        )
+        rows.append(f'<tr><td>{escape(str(key))}</td><td class="n">{shown}</td></tr>')
+    return f"<table>{''.join(rows)}</table>"
 
 
 def _seconds(value: float | None) -> str:
@@ -83,8 +98,28 @@ def _breakdown_keys(runs: list[dict[str, Any]]) -> list[str]:
     return first + sorted(keys - set(first))
 
 
+LABELS = {
+    "rejected_locally": "Rejected locally, by reason",
+    "failed_at_mailchimp": "Failed at Mailchimp, by cause",
+    "dropped_values": "Values left out (field:reason)",
+    "planned": "would send",
+}
+DURATION_ORDER = ("check_audience", "extract", "validate_and_map", "chunk", "mailchimp_batches", "reconcile")
+
+
 def _label(key: str) -> str:
-    return escape(key.replace("_", " "))
+    return escape(LABELS.get(key, key.replace("_", " ")))
+
+
+def _when(iso: str | None) -> str:
+    """An ISO timestamp as '2026-11-29 20:04:23 UTC' (Airflow stores UTC)."""
+    return escape(f"{iso[:10]} {iso[11:19]} UTC") if iso else ""
+
+
+def _shown_counts(report: dict[str, Any]) -> dict[str, int]:
+    """A real run plans nothing and a dry run sends nothing: leave out what cannot apply."""
+    hidden = ("created", "updated", "failed") if report["dry_run"] else ("planned",)
+    return {k: v for k, v in report["counts"].items() if k not in hidden}
 
 
 def error_page(status: int, message: str) -> str:
@@ -94,8 +129,8 @@ def error_page(status: int, message: str) -> str:
 def exports_page(exports: list[dict[str, Any]]) -> str:
     rows = []
     for export in exports:
-        last = export["last_run"]
-        counts = (last or {}).get("report") or {}
+        last, reported = export["last_run"], export["last_report"]
+        counts = (reported or {}).get("report") or {}
         schedule = export["schedule"]
         when = " or ".join(
             part
@@ -107,8 +142,12 @@ def exports_page(exports: list[dict[str, Any]]) -> str:
             )
             if part
         )
-        summary = ", ".join(
-            f"{_label(k)} {_n(v)}" for k, v in counts.get("counts", {}).items() if v or k in MAIN_COUNTS[:3]
+        summary = (
+            ", ".join(
+                f"{_label(k)} {_n(v)}" for k, v in _shown_counts(counts).items() if v or k in MAIN_COUNTS[:3]
+            )
+            if counts
+            else ""
         )
         rows.append(
             "<tr>"
@@ -116,15 +155,22 @@ def exports_page(exports: list[dict[str, Any]]) -> str:
             f'<div class="muted">{escape(export["description"])}</div></td>'
             f"<td>{escape(export['audience_id'])}</td><td>{when or 'manual only'}</td>"
             + (
-                f"<td>{_state(last)}<div class='muted'>{escape(last['run_after'] or '')}</div></td>"
-                f"<td>{summary or '<span class=muted>no report</span>'}</td>"
+                f"<td>{_state(last)}<div class='muted'>{_when(last['run_after'])}</div></td>"
+                f"<td>{summary or '<span class=muted>no report</span>'}"
+                + (
+                    f"<div class='muted'>from the run of {_when(reported['run_after'])}"
+                    f"{' (dry run)' if reported['dry_run'] else ''}</div>"
+                    if reported and reported is not last and reported["run_id"] != last["run_id"]
+                    else ""
+                )
+                + "</td>"
                 if last
                 else "<td class='muted'>never ran</td><td></td>"
             )
             + "</tr>"
         )
     table = (
-        "<table><tr><th>Export</th><th>Audience</th><th>Schedule</th><th>Last run</th><th>Counts</th></tr>"
+        "<table><tr><th>Export</th><th>Audience</th><th>Schedule</th><th>Last run</th><th>Latest counts</th></tr>"
         + "".join(rows)
         + "</table>"
         if rows
@@ -140,7 +186,7 @@ def trend_chart(runs: list[dict[str, Any]], width: int = 760, height: int = 220)
         return '<p class="muted">No reports yet to chart.</p>'
     series = [k for k in COLOURS if any(r["report"]["counts"].get(k) for r in reported)]
     top = max([r["report"]["counts"].get(k, 0) for r in reported for k in series] + [1])
-    left, right, up, down = 56, 16, 12, 40
+    left, right, up, down = 56, 48, 12, 40
     span_x = width - left - right
     span_y = height - up - down
     step = span_x / max(len(reported) - 1, 1)
@@ -209,7 +255,7 @@ def history_page(history: dict[str, Any]) -> str:
             cells = f'<td colspan="{2 + len(count_keys) + len(breakdown_keys)}" class="muted">no report</td>'
         rows.append(
             f'<tr><td><a href="{escape(run["page_url"])}">{escape(run["run_id"])}</a></td>'
-            f"<td>{_state(run)}</td><td>{escape(run['start_date'] or '')}</td>"
+            f"<td>{_state(run)}</td><td>{_when(run['start_date'])}</td>"
             f"<td>{_seconds(run['duration_s'])}</td>{cells}"
             f'<td><a href="{escape(run["dag_run_url"])}" target="_top">DAG run</a></td></tr>'
         )
@@ -228,7 +274,11 @@ def history_page(history: dict[str, Any]) -> str:
         f'<a href="{escape(export["dag_url"])}" target="_top">DAG</a></p>'
         f"<h2>Trend</h2>{trend_chart(runs)}"
         f"<h2>Runs {offset + 1 if runs else 0}&ndash;{offset + len(runs)} of {total}</h2>"
-        + (f"<table>{head}{''.join(rows)}</table>" if rows else "<p>No runs yet.</p>")
+        + (
+            f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+            if rows
+            else "<p>No runs yet.</p>"
+        )
         + " ".join(pager)
     )
     return _page(f"Mailchimp export {export['export']}", body)
@@ -243,24 +293,33 @@ def run_page(detail: dict[str, Any], rejects: list[dict[str, Any]] | None) -> st
     parts = [
         '<nav><a href="../../">All exports</a> / <a href="../">this export</a></nav>',
         f"<h1>Run {escape(detail['run_id'])}</h1>",
-        f"<p>{_state(detail)} started {escape(detail['start_date'] or '')}, "
+        f"<p>{_state(detail)} started {_when(detail['start_date'])}, "
         f"took {_seconds(detail['duration_s'])}. "
         f'<a href="{escape(detail["dag_run_url"])}" target="_top">Open the DAG run</a></p>',
     ]
     if not report:
         parts.append("<p class='muted'>No report: the run has not reached reconcile, or was purged.</p>")
         return _page(f"Run {detail['run_id']}", "".join(parts))
-    parts.append("<h2>Counts</h2><table>" + _key_values({**report["read"], **report["counts"]}) + "</table>")
-    for key, value in report["breakdowns"].items():
-        parts.append(f"<h2>{_label(key)}</h2><table><tr><td>{_breakdown(value)}</td></tr></table>")
+    parts.append(
+        "<h2>Counts</h2><table>" + _key_values({**report["read"], **_shown_counts(report)}) + "</table>"
+    )
+    for key in _breakdown_keys([detail]):
+        parts.append(f"<h2>{_label(key)}</h2>{_breakdown_table(report['breakdowns'][key])}")
     if report["warnings"]:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{escape(w)}</li>" for w in report["warnings"]))
         parts.append("</ul>")
     if report["durations_s"]:
-        durations = {k: _seconds(v) for k, v in report["durations_s"].items()}
+        steps = sorted(
+            report["durations_s"],
+            key=lambda k: (k not in DURATION_ORDER, DURATION_ORDER.index(k) if k in DURATION_ORDER else 0, k),
+        )
+        durations = {k: _seconds(report["durations_s"][k]) for k in steps}
         parts.append("<h2>Durations</h2><table>" + _key_values(durations) + "</table>")
     not_sent = report["counts"].get("rejected", 0) + report["counts"].get("failed", 0)
-    parts.append(f"<h2>Rejected profiles ({not_sent:,})</h2>")
+    parts.append(
+        f"<h2>Rejected profiles ({not_sent:,}: {report['counts'].get('rejected', 0):,} rejected locally, "
+        f"{report['counts'].get('failed', 0):,} failed at Mailchimp)</h2>"
+    )
     if rejects is None:
         parts.append(
             "<p class='muted'>Only counts are shown: looking at rejected profiles (personal data) needs "
