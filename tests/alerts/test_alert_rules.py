@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import yaml
 from mailchimp_provider.export.alerts import Alerts, blocked_removals
@@ -45,16 +47,20 @@ def test_a_definition_names_channels_and_conditions(tmp_path) -> None:
     alerts = {
         "notify": [
             EMAIL,
-            {"type": "slack", "channel": "#marketing-ops"},
-            {"type": "notifier", "class": "my_company.alerts.TeamsNotifier", "kwargs": {"webhook": "teams"}},
+            {
+                "type": "notifier",
+                "class": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
+                "message_arg": "html_content",
+                "kwargs": {"to": "oncall@company.test"},
+            },
         ],
         "rejected_share_above": 0.05,
         "failed_at_mailchimp_share_above": 0.01,
         "slower_than_minutes": 90,
     }
     definition = load_definition(write(tmp_path, alerts))
-    assert [c.type for c in definition.alerts.notify] == ["email", "slack", "notifier"]
-    assert definition.alerts.notify[2].class_ == "my_company.alerts.TeamsNotifier"
+    assert [c.type for c in definition.alerts.notify] == ["email", "notifier"]
+    assert definition.alerts.notify[1].class_ == "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
     assert definition.alerts.run_failed and definition.alerts.removals_blocked
     assert load_definition(DEMO_DEFINITION).alerts is None
 
@@ -67,12 +73,21 @@ def test_a_definition_names_channels_and_conditions(tmp_path) -> None:
         ({"notify": [{"type": "pager"}]}, "field 'alerts.notify.0'"),
         ({"notify": [{"type": "email"}]}, "field 'alerts.notify.0.email.to'"),
         ({"notify": [{"type": "notifier", "class": "not a path"}]}, "alerts.notify.0.notifier.class"),
+        ({"notify": [{"type": "notifier", "class": "no_such.Notifier"}]}, "no module 'no_such'"),
         ({"notify": [EMAIL], "on_failure": True}, "field 'alerts.on_failure': unknown field"),
     ],
 )
 def test_a_mistake_names_the_field(tmp_path, alerts, message) -> None:
     with pytest.raises(DefinitionError, match=message.replace(".", r"\.")):
         load_definition(write(tmp_path, alerts))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("airflow.providers.slack") is not None, reason="the Slack provider is installed"
+)
+def test_slack_without_its_provider_is_a_clear_mistake(tmp_path) -> None:
+    with pytest.raises(DefinitionError, match="pip install apache-airflow-providers-slack"):
+        load_definition(write(tmp_path, {"notify": [{"type": "slack", "channel": "#ops"}]}))
 
 
 def test_each_condition_at_its_threshold() -> None:
@@ -125,7 +140,8 @@ def test_any_notifier_class_by_import_path(smtp) -> None:
 
 
 def test_a_broken_channel_does_not_silence_the_others(smtp) -> None:
-    alerts = Alerts(notify=[{"type": "notifier", "class": "no_such_module.Notifier"}, EMAIL])
+    broken = {"type": "notifier", "class": "airflow.providers.smtp.notifications.smtp.NoSuchNotifier"}
+    alerts = Alerts(notify=[broken, EMAIL])
     with pytest.raises(ImportError):
         send(alerts, "Export e: run failed", "the text")
     assert [m["subject"] for m in smtp.messages] == ["Export e: run failed"]

@@ -6,9 +6,10 @@ Messages name the export and carry counts and a link only: never a profile's add
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from mailchimp_provider.export.summary import RunSummary
 
@@ -37,6 +38,15 @@ class SlackChannel(_Strict):
     channel: Text
     conn_id: Text = "slack_api_default"
 
+    @field_validator("type")
+    @classmethod
+    def _provider_installed(cls, value: str) -> str:
+        if not _module_exists("airflow.providers.slack.notifications.slack"):
+            raise ValueError(
+                "Slack alerts need the Slack provider: pip install apache-airflow-providers-slack"
+            )
+        return value
+
 
 class NotifierChannel(_Strict):
     """Any Airflow notifier class, by import path; the message goes to its ``message_arg`` argument."""
@@ -45,6 +55,21 @@ class NotifierChannel(_Strict):
     class_: ImportPath = Field(alias="class")
     message_arg: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*$")] = "text"
     kwargs: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+
+    @field_validator("class_")
+    @classmethod
+    def _module_found(cls, value: str) -> str:
+        """Fail when the DAG is parsed, not when the first alert is due."""
+        if not _module_exists(value.rpartition(".")[0]):
+            raise ValueError(f"no module {value.rpartition('.')[0]!r} to import {value!r} from")
+        return value
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a parent package is missing
+        return False
 
 
 Channel = Annotated[EmailChannel | SlackChannel | NotifierChannel, Field(discriminator="type")]

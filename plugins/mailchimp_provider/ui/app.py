@@ -150,11 +150,17 @@ def export_history(dag_id: str, session: Any, offset: int, limit: int) -> dict[s
     }
 
 
-def run_detail(dag_id: str, run_id: str, user: Any, session: Any) -> dict[str, Any]:
-    definition = _definition(dag_id)
+def _dag_run(session: Any, dag_id: str, run_id: str) -> DagRun:
+    """Only runs Airflow knows are looked up in staging: the run id names a folder there."""
     run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
     if run is None:
         raise HTTPException(404, f"{dag_id} has no run {run_id!r}")
+    return run
+
+
+def run_detail(dag_id: str, run_id: str, user: Any, session: Any) -> dict[str, Any]:
+    definition = _definition(dag_id)
+    run = _dag_run(session, dag_id, run_id)
     detail = _run_json(definition, run)
     detail["may_see_rejects"] = may_see_personal_data(user, dag_id)
     detail["rejects_csv_url"] = f"{detail['page_url']}/rejects.csv"
@@ -183,8 +189,11 @@ def api_run(dag_id: str, run_id: str, user: GetUserDep, session: SessionDep) -> 
 
 
 @app.get("/api/exports/{dag_id}/runs/{run_id}/rejects", dependencies=[CanSeePersonalData])
-def api_rejects(dag_id: str, run_id: str, offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
+def api_rejects(
+    dag_id: str, run_id: str, session: SessionDep, offset: Offset = 0, limit: Limit = 100
+) -> dict[str, Any]:
     definition = _definition(dag_id)
+    _dag_run(session, dag_id, run_id)
     rows = []
     total = 0
     for row in iter_rejects(definition.export, run_id):
@@ -195,8 +204,9 @@ def api_rejects(dag_id: str, run_id: str, offset: Offset = 0, limit: Limit = 100
 
 
 @app.get("/exports/{dag_id}/runs/{run_id}/rejects.csv", dependencies=[CanSeePersonalData])
-def rejects_download(dag_id: str, run_id: str) -> StreamingResponse:
+def rejects_download(dag_id: str, run_id: str, session: SessionDep) -> StreamingResponse:
     definition = _definition(dag_id)
+    _dag_run(session, dag_id, run_id)
     name = f"{definition.export}-{run_id}-rejects.csv".replace(":", "-").replace("+", "_")
     return StreamingResponse(
         rejects_csv(definition.export, run_id),
