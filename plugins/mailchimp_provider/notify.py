@@ -109,6 +109,8 @@ def run_failed_callback(definition: ExportDefinition):
         dag_run = context.get("dag_run")
         run_id = context.get("run_id") or getattr(dag_run, "run_id", "")
         reason = str(context.get("reason") or "a task failed")
+        if task_id := getattr(context.get("ti"), "task_id", None):
+            reason += f" (task {task_id})"
         text = "\n".join(
             [
                 f"Mailchimp export '{definition.export}' (audience {definition.mailchimp.audience_id}) "

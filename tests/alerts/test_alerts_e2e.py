@@ -76,7 +76,11 @@ def test_a_failed_run(export_env, smtp, tmp_path, monkeypatch) -> None:
     (message,) = smtp.messages
     text = assert_nothing_leaks(message, tmp_path, export_env.api_key)
     assert message["subject"] == "Mailchimp export demo_vip_and_churn: run failed"
-    assert "No report was written" in text and "/dags/mailchimp_export__demo_vip_and_churn/runs/" in text
+    assert (
+        "failed: task_failure (task extract)." in text
+        and "No report was written" in text
+        and "/dags/mailchimp_export__demo_vip_and_churn/runs/" in text
+    )
 
 
 def test_a_quiet_run_sends_nothing(export_env, smtp, tmp_path, monkeypatch) -> None:
