@@ -158,7 +158,8 @@ def test_a_viewer_sees_counts_but_no_rejected_profiles(api_server, export_runs) 
 
 
 def test_pages_render_every_count_of_the_reports(api_server, export_runs) -> None:
-    status, page, _ = api_server.get(f"/mailchimp-exports/exports/{export_runs.dag_id}", "viewer")
+    status, page, headers = api_server.get(f"/mailchimp-exports/exports/{export_runs.dag_id}", "viewer")
+    assert "default-src 'none'" in headers["content-security-policy"]
     text = page.decode()
     assert status == 200 and "<svg" in text and "dry run" in text
     report = export_runs.report(export_runs.real)

@@ -24,7 +24,7 @@ text-align:left;vertical-align:top} th{background:#f7fafc;font-weight:600} td.n{
 font-variant-numeric:tabular-nums} .muted{color:#718096} .badge{display:inline-block;border-radius:4px;
 padding:0 6px;font-size:12px;background:#edf2f7} .dry{background:#faf089} .success{background:#c6f6d5}
 .failed{background:#fed7d7} .running,.queued{background:#bee3f8} .note{background:#fffbea;border:1px solid
-#f6e05e;padding:8px;max-width:900px} a{color:#2b6cb0} .breakdown{font-size:12px;max-width:280px} .scroll{overflow-x:auto}
+#f6e05e;padding:8px;max-width:900px} a{color:#2b6cb0} .breakdown{font-size:12px;min-width:170px;max-width:280px} .when{white-space:nowrap} .scroll{overflow-x:auto}
 nav{margin-bottom:8px}
 """
 
@@ -222,7 +222,7 @@ def trend_chart(runs: list[dict[str, Any]], width: int = 760, height: int = 220)
         x = left + i * 110
         parts.append(
             f'<rect x="{x}" y="{height + 8}" width="10" height="10" fill="{COLOURS[key]}"/>'
-            f'<text x="{x + 14}" y="{height + 17}" font-size="11">{key}</text>'
+            f'<text x="{x + 14}" y="{height + 17}" font-size="11">{_label(key)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -255,7 +255,7 @@ def history_page(history: dict[str, Any]) -> str:
             cells = f'<td colspan="{2 + len(count_keys) + len(breakdown_keys)}" class="muted">no report</td>'
         rows.append(
             f'<tr><td><a href="{escape(run["page_url"])}">{escape(run["run_id"])}</a></td>'
-            f"<td>{_state(run)}</td><td>{_when(run['start_date'])}</td>"
+            f'<td>{_state(run)}</td><td class="when">{_when(run["start_date"])}</td>'
             f"<td>{_seconds(run['duration_s'])}</td>{cells}"
             f'<td><a href="{escape(run["dag_run_url"])}" target="_top">DAG run</a></td></tr>'
         )
