@@ -100,6 +100,7 @@ def export_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExportRuns
         definition = write_definition(
             mp,
             tmp / "exports",
+            export="exports_page_test",  # runs of its own: the metadata DB is shared with other tests
             segments=["newsletter_opt_in", "vip_customers"],
             job_size=1000,
             max_profiles=100000,

@@ -26,6 +26,7 @@ def test_the_export_emits_one_event_with_the_counts_and_none_for_dry_or_failed_r
             select(AssetEvent.source_run_id, AssetEvent.extra)
             .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
             .where(AssetModel.uri == "mailchimp://demo0audience/")
+            .where(AssetEvent.source_dag_id == export_runs.dag_id)
         ).all()
     assert [run_id for run_id, _ in events] == [export_runs.real]
     extra = events[0][1]
