@@ -20,6 +20,8 @@ from airflow.sdk import (
     task,
 )
 from airflow.sdk.exceptions import AirflowFailException
+from mailchimp_provider import notify
+from mailchimp_provider.assets import audience_asset
 from mailchimp_provider.export import cleanup, steps
 from mailchimp_provider.export.definition import DefinitionError, ExportDefinition, exports_dir, load_all
 from mailchimp_provider.operators.batch import MailchimpBatchOperator
@@ -94,7 +96,8 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             "on_failure_callback": cleanup.task_callback(definition.export, "failed"),
             "on_success_callback": cleanup.task_callback(definition.export, "success"),
         },
-        on_failure_callback=cleanup.dag_callback(definition.export),  # staged personal data goes
+        # staged personal data goes; the run's failure alert is sent
+        on_failure_callback=[cleanup.dag_callback(definition.export), notify.run_failed_callback(definition)],
     ) as dag:
 
         @task
@@ -156,6 +159,11 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
                 _collect(tag_uploads),
             )
 
+        @task(outlets=[audience_asset(definition.mailchimp.audience_id)])
+        def announce(run_id=None, dag_run=None, outlet_events=None) -> dict:
+            """Alerts the run calls for, then the audience's asset event with the counts (not on dry runs)."""
+            return notify.announce(definition, run_id, dag_run, outlet_events)
+
         audience = check_audience()
         extracted = extract()
         prepared = validate_and_map()
@@ -166,6 +174,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             "deferrable": True,  # a batch waits in the triggerer, not on a worker slot
             "poll_interval": definition.poll_interval_s,
             "timeout": definition.batch_timeout_s,
+            "map_index_template": "{{ task.job_label }}",
         }
         uploads = MailchimpBatchOperator.partial(task_id="upload_and_poll", **batch_settings).expand_kwargs(
             jobs
@@ -178,7 +187,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         ).expand_kwargs(phase2)
         audience >> extracted >> prepared >> jobs >> phase2
         uploads >> tag_updates
-        reconcile(audience, extracted, prepared, uploads.output, tag_updates.output)
+        reconcile(audience, extracted, prepared, uploads.output, tag_updates.output) >> announce()
     return dag
 
 

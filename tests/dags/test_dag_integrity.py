@@ -32,11 +32,14 @@ def test_all_dags_load_without_errors(monkeypatch) -> None:
         "tag_jobs",
         "update_tags",
         "reconcile",
+        "announce",
     ]
     assert dag.params["dry_run"] is False and dag.params["allow_removals"] is False
     assert dag.max_active_runs == 1
     assert dag.get_task("upload_and_poll").pool == dag.get_task("update_tags").pool == "mailchimp_api"
     assert dag.get_task("update_tags").upstream_task_ids == {"tag_jobs", "upload_and_poll"}
+    assert [o.uri for o in dag.get_task("announce").outlets] == ["mailchimp://demo0audience/"]
+    assert dag.get_task("upload_and_poll").map_index_template == "{{ task.job_label }}"
 
 
 BROKEN = {

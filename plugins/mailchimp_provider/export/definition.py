@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from mailchimp_provider.export import member_fields
+from mailchimp_provider.export.alerts import Alerts
 from mailchimp_provider.export.member_fields import InterestMapping
 from mailchimp_provider.export.transform import Transform
 
@@ -127,6 +128,7 @@ class ExportDefinition(_Strict):
     batch_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3 * 3600.0
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     retry_delay_s: Annotated[float, Field(ge=0, le=86400)] = 30.0
+    alerts: Alerts | None = None  # who is told about failed or suspicious runs
 
     @model_validator(mode="after")
     def _merge_fields_do_not_clash(self) -> ExportDefinition:

@@ -281,7 +281,9 @@ def chunk_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list
     if dry_run:
         return []
     return [
-        {"operations_path": str(paths.job_operations(j)), "results_path": str(paths.job_outcomes(j))}
+        _upload_args(
+            paths.job_operations(j), paths.job_outcomes(j), paths.job_index(j), j, len(members), "members"
+        )
         for j in members
     ]
 
@@ -293,9 +295,26 @@ def tag_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list[d
     paths = run_paths(definition, run_id)
     jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".jsonl") if p.name.startswith("tags-")]
     return [
-        {"operations_path": str(paths.tag_job_operations(j)), "results_path": str(paths.tag_job_outcomes(j))}
+        _upload_args(
+            paths.tag_job_operations(j),
+            paths.tag_job_outcomes(j),
+            paths.tag_job_index(j),
+            j,
+            len(jobs),
+            "changes",
+        )
         for j in range(len(jobs))
     ]
+
+
+def _upload_args(operations: Any, results: Any, index: Any, job: int, jobs: int, what: str) -> dict:
+    """One upload task's arguments; ``job_label`` names the mapped task in the UI."""
+    rows = staging.read_parquet(index, ["operation_id"]).num_rows
+    return {
+        "operations_path": str(operations),
+        "results_path": str(results),
+        "job_label": f"job {job + 1} of {jobs}, {rows:,} {what}",
+    }
 
 
 def _report(

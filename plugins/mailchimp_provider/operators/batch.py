@@ -48,6 +48,7 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
     :param poll_interval: seconds between status checks.
     :param timeout: seconds one try waits for the batch before it fails, naming the batch; a retry
         reconnects and waits as long again.
+    :param job_label: what the batch carries, e.g. "job 3 of 20, 50,000 members" (a mapped task's name).
     """
 
     template_fields: Sequence[str] = ("operations_path", "results_path")
@@ -63,9 +64,11 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         timeout: float = 3 * 3600.0,
+        job_label: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.job_label = job_label  # what this batch carries, for the mapped task's name in the UI
         self.operations_path = operations_path
         self.results_path = results_path
         self.mailchimp_conn_id = mailchimp_conn_id
