@@ -16,7 +16,13 @@ from airflow.sdk import BaseNotifier
 from airflow.sdk.exceptions import AirflowSkipException
 
 from mailchimp_provider.assets import audience_asset, event_extra
-from mailchimp_provider.export.alerts import Alerts, EmailChannel, NotifierChannel, SlackChannel
+from mailchimp_provider.export.alerts import (
+    Alerts,
+    EmailChannel,
+    NotifierChannel,
+    SlackChannel,
+    blocked_removals,
+)
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.summary import RunSummary, read_summary
 from mailchimp_provider.hooks.errors import mask_emails_in
@@ -100,26 +106,39 @@ def send(alerts: Alerts, subject: str, text: str) -> None:
 
 
 def run_failed_callback(definition: ExportDefinition):
-    """The DAG's on_failure_callback when the definition asks to hear about failed runs."""
+    """The DAG's on_failure_callback when the definition asks to hear about failed runs or about
+    removals the guard blocked (a blocked run fails before anything is sent, so only this hears of it)."""
     alerts = definition.alerts
-    if alerts is None or not alerts.run_failed:
+    if alerts is None or not (alerts.run_failed or alerts.removals_blocked):
         return None
 
     def on_failure(context: Any) -> None:
         dag_run = context.get("dag_run")
         run_id = context.get("run_id") or getattr(dag_run, "run_id", "")
-        reason = str(context.get("reason") or "a task failed")
-        if task_id := getattr(context.get("ti"), "task_id", None):
-            reason += f" (task {task_id})"
+        summary = read_summary(definition.export, run_id)
+        blocked = blocked_removals(summary) if summary is not None else 0
+        if blocked and alerts.removals_blocked:
+            subject = f"Mailchimp export {definition.export}: removals blocked"
+            headline = (
+                f"the removal guard held back {blocked:,} removals: check the segment's source, or run again "
+                "with allow_removals if they are right"
+            )
+        elif alerts.run_failed:
+            subject = f"Mailchimp export {definition.export}: run failed"
+            headline = str(context.get("reason") or "a task failed")
+            if task_id := getattr(context.get("ti"), "task_id", None):
+                headline += f" (task {task_id})"
+        else:
+            return
         text = "\n".join(
             [
                 f"Mailchimp export '{definition.export}' (audience {definition.mailchimp.audience_id}) "
-                f"run {run_id} failed: {reason}.",
-                *counts_lines(read_summary(definition.export, run_id)),
+                f"run {run_id} failed: {headline}.",
+                *counts_lines(summary),
                 *run_links(definition.dag_id, run_id),
             ]
         )
-        send(alerts, f"Mailchimp export {definition.export}: run failed", text)
+        send(alerts, subject, text)
 
     return on_failure
 

@@ -106,7 +106,7 @@ def test_each_condition_at_its_threshold() -> None:
 
 def test_blocked_removals_come_from_the_reports_guard_section() -> None:
     assert blocked_removals(report()) == 0
-    guarded = report(guard={"removals_blocked": 412, "left": 9000, "max_share": 0.2})
+    guarded = report(removal_guard={"blocked": True, "removals": 412, "owned": 9000, "max_share": 0.1})
     assert blocked_removals(guarded) == 412
     (line,) = Alerts(notify=[EMAIL]).triggered(guarded, 1)
     assert line == "the removal guard held back 412 removals: check the segment's source"

@@ -87,3 +87,18 @@ def test_a_quiet_run_sends_nothing(export_env, smtp, tmp_path, monkeypatch) -> N
     alerts = {"rejected_share_above": 0.9, "failed_at_mailchimp_share_above": 0.9, "slower_than_minutes": 60}
     assert run_export(tmp_path, monkeypatch, alerts) == "success"
     assert smtp.messages == []
+
+
+def test_removals_blocked_by_the_guard(export_env, smtp, tmp_path, monkeypatch) -> None:
+    alerts = {"removals_blocked": True, "run_failed": False}
+    assert run_export(tmp_path, monkeypatch, alerts) == "success"
+    assert smtp.messages == []
+    conn = sqlite3.connect(tmp_path / "warehouse.db")
+    conn.execute("DELETE FROM segment_memberships")  # the warehouse's segments come back empty
+    conn.commit()
+    conn.close()
+    assert run_export(tmp_path, monkeypatch, alerts) == "failed"  # stopped before anything was sent
+    (message,) = smtp.messages
+    text = assert_nothing_leaks(message, tmp_path, export_env.api_key)
+    assert message["subject"] == "Mailchimp export demo_vip_and_churn: removals blocked"
+    assert "the removal guard held back" in text and "allow_removals" in text

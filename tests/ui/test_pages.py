@@ -24,7 +24,7 @@ REPORT = {
     "untagged": 4,
     "left_kept": 1,
     "segments": {"vip": {"joined": 5, "left": 2, "stayed": 60}},
-    "guard": {"removals_blocked": 0},
+    "removal_guard": {"blocked": False, "removals": 0, "owned": 40},
     "warnings": ["segment vip shrank by 40%"],
     "batches": [{"id": "b1"}],
 }

@@ -119,7 +119,7 @@ class Alerts(_Strict):
 
 
 def blocked_removals(summary: RunSummary) -> int:
-    """Removals the guard held back: the report's ``guard.removals_blocked`` (0 when absent)."""
-    guard = summary.breakdowns.get("guard") or {}
-    value = guard.get("removals_blocked", 0)
+    """Removals the guard held back: the report's ``removal_guard`` (0 when it did not block the run)."""
+    guard = summary.breakdowns.get("removal_guard") or {}
+    value = guard.get("removals", 0) if guard.get("blocked") else 0
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
