@@ -7,7 +7,8 @@ project's own stages against the local Mailchimp server (uploads 8 at a time, as
 tasks run in the mailchimp_api pool), and compares with
 - the naive way: the official client, one `set_list_member` PUT per profile in a loop, on a sample,
   extrapolated to N; with the server adding 20 ms to every request and with no added latency;
-- the floor: reading the rows into Arrow and serializing the JSON request bodies, the least any exporter does.
+- the floor: reading the rows into Arrow and writing the JSON request bodies from its columns with orjson,
+  the least any exporter does.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import yaml
 
@@ -160,32 +162,36 @@ class Warehouse:
 
 
 def floor(warehouse: Warehouse) -> float:
-    """Read every row into Arrow and serialize the batch-subscribe bodies: nothing less will do."""
+    """Read every row into Arrow and write the batch-subscribe bodies from its columns with orjson, the
+    fastest JSON encoder we have: nothing less will do, so the ratio to it does not flatter us."""
     started = time.perf_counter()
     conn, cursor = warehouse.cursor()
     cursor.execute(QUERY)
     while rows := cursor.fetchmany(50_000):
-        table = pa.Table.from_arrays(
-            [pa.array(c) for c in zip(*rows, strict=True)],
-            names=["segment", "id", "email", "first", "last", "city", "country", "ltv"],
+        arrays = [pa.array(c) for c in zip(*rows, strict=True)]
+        # PostgreSQL's NUMERIC arrives as Decimal, which JSON has no type for: a float, cast in Arrow.
+        _, _, email, first, last, city, country, ltv = (
+            (a.cast(pa.float64()) if pa.types.is_decimal(a.type) else a).to_pylist() for a in arrays
         )
-        records = table.to_pylist()
-        for start in range(0, len(records), 500):
+        for start in range(0, len(rows), 500):
+            stop = start + 500
             members = [
                 {
-                    "email_address": r["email"],
+                    "email_address": e,
                     "status_if_new": "subscribed",
-                    "merge_fields": {
-                        "FNAME": r["first"],
-                        "LNAME": r["last"],
-                        "CITY": r["city"],
-                        "COUNTRY": r["country"],
-                        "LTV": r["ltv"],
-                    },
+                    "merge_fields": {"FNAME": f, "LNAME": la, "CITY": c, "COUNTRY": co, "LTV": v},
                 }
-                for r in records[start : start + 500]
+                for e, f, la, c, co, v in zip(
+                    email[start:stop],
+                    first[start:stop],
+                    last[start:stop],
+                    city[start:stop],
+                    country[start:stop],
+                    ltv[start:stop],
+                    strict=True,
+                )
             ]
-            json.dumps({"members": members, "update_existing": True}, default=str)  # NUMERIC comes as Decimal
+            orjson.dumps({"members": members, "update_existing": True})
     conn.close()
     return time.perf_counter() - started
 
