@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,16 @@ BIN = Path(sys.executable).parent
 QUERY = (
     "SELECT 'all' AS segment, customer_id, email, first_name, last_name, city, country, lifetime_value "
     "FROM customer_profiles"
+)
+# The churn run after the first export: 5% of the profiles leave (bucket 0-4 of the id's last two digits),
+# as many new ones join (bucket 5-9 again, under new ids and addresses), 1% change address (bucket 10).
+_BUCKET = "CAST(substr(customer_id, 7, 2) AS INTEGER)"
+CHURN_QUERY = (
+    "SELECT 'all' AS segment, customer_id, "
+    f"CASE WHEN {_BUCKET} = 10 THEN 'moved.' || email ELSE email END AS email, "
+    f"first_name, last_name, city, country, lifetime_value FROM customer_profiles WHERE {_BUCKET} >= 5 "
+    "UNION ALL SELECT 'all' AS segment, 'J' || customer_id, 'joined.' || email, first_name, last_name, city, "
+    f"country, lifetime_value FROM customer_profiles WHERE {_BUCKET} BETWEEN 5 AND 9"
 )
 UPLOAD_PARALLELISM = 8  # the mailchimp_api pool's slots
 TARGET_SECONDS_1M = 120.0
@@ -77,14 +88,14 @@ def measure(name: str, rows: int, work: Callable[[], Any]) -> tuple[Stage, Any]:
     return Stage(name, time.perf_counter() - started, rows, peak_mb()), result
 
 
-def definition(profiles: int):
+def definition(profiles: int, query: str = QUERY):
     from mailchimp_provider.export.definition import ExportDefinition
 
     return ExportDefinition.model_validate(
         {
             "export": "bench",
             "mailchimp": {"conn_id": "mailchimp_default", "audience_id": "demo0audience"},
-            "warehouse": {"conn_id": "warehouse", "query": QUERY},
+            "warehouse": {"conn_id": "warehouse", "query": query},
             "segments": ["all"],
             "columns": {
                 "id": "customer_id",
@@ -93,8 +104,9 @@ def definition(profiles: int):
                 "last_name": "last_name",
             },
             "merge_fields": {"CITY": "city", "COUNTRY": "country", "LTV": "lifetime_value"},
-            "max_profiles": max(profiles, 1000),
+            "max_profiles": max(profiles * 2, 1000),
             "job_size": 50_000,
+            "max_removals": {"share": 1.0},
         }
     )
 
@@ -196,17 +208,21 @@ def floor(warehouse: Warehouse) -> float:
     return time.perf_counter() - started
 
 
-def upload(paths: Any, jobs: list[int]) -> list[dict]:
-    """Each job as the upload task runs it: submit, poll, fetch and stage the results; 8 at a time."""
+def upload(paths: Any, jobs: list[int], tags: bool = False) -> list[dict]:
+    """Each job as the upload task runs it: submit, poll, fetch and stage the results; 8 at a time.
+    ``tags``: phase 2's jobs."""
     from mailchimp_provider.export.staging import read_text, write_parquet
     from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
+    operations = paths.tag_job_operations if tags else paths.job_operations
+    outcomes = paths.tag_job_outcomes if tags else paths.job_outcomes
+
     def one(job: int) -> dict:
         hook = MailchimpHook()
-        batch_id = hook.submit_batch(read_text(paths.job_operations(job)))["id"]
+        batch_id = hook.submit_batch(read_text(operations(job)))["id"]
         while (batch := hook.get_batch(batch_id))["status"] != "finished":
             time.sleep(0.5)
-        write_parquet(paths.job_outcomes(job), hook.fetch_batch_results(batch_id))
+        write_parquet(outcomes(job), hook.fetch_batch_results(batch_id))
         return batch
 
     with ThreadPoolExecutor(UPLOAD_PARALLELISM) as pool:
@@ -261,8 +277,14 @@ def naive(server: Any, paths: Any, sample: int) -> float:
 def export_once(
     warehouse: Warehouse, workdir: Path, profiles: int
 ) -> tuple[list[Stage], Any, Any, list[int]]:
-    from mailchimp_provider.export.pipeline import chunk_in_staging, extract_to_staging, prepare_in_staging
+    from mailchimp_provider.export.pipeline import (
+        chunk_in_staging,
+        extract_to_staging,
+        plan_in_staging,
+        prepare_in_staging,
+    )
     from mailchimp_provider.export.staging import RunPaths
+    from mailchimp_provider.export.state import ExportState
 
     d = definition(profiles)
     paths = RunPaths(workdir / f"staging-{warehouse.kind}")
@@ -270,13 +292,18 @@ def export_once(
     conn, cursor = warehouse.cursor()
     placeholder, quote = warehouse.placeholder_and_quote
     extract, _ = measure(
-        "extract", profiles, lambda: extract_to_staging(paths, d, d.segments, cursor, placeholder, quote)
+        "extract", profiles, lambda: extract_to_staging(paths, d, d.segment_names, cursor, placeholder, quote)
     )
     conn.close()
     prepare, prepared = measure(
         "validate and map", profiles, lambda: prepare_in_staging(paths, d, audience())
     )
-    chunk, jobs = measure("chunk", prepared.accepted, lambda: chunk_in_staging(paths, d))
+
+    def plan_and_chunk() -> list[int]:  # a first export: nothing owned yet, everyone is sent
+        plan_in_staging(paths, d, ExportState(), d.segment_names)
+        return chunk_in_staging(paths, d)[0]
+
+    chunk, jobs = measure("chunk", prepared.accepted, plan_and_chunk)
     return [extract, prepare, chunk], paths, prepared, jobs
 
 
@@ -294,6 +321,54 @@ def run_uploads(server: Any, paths: Any, prepared: Any, jobs: list[int], latency
     )
     assert report.created + report.failed_total == prepared.accepted
     return [stage, recon]
+
+
+def churn(warehouse: Warehouse, workdir: Path, profiles: int, first: Any) -> list[Stage]:
+    """The first export's state committed, then a run of the churned segment against it: extract,
+    validate, map and plan, both upload phases, settling and committing the state."""
+    from mailchimp_provider.export import pipeline
+    from mailchimp_provider.export.staging import RunPaths
+    from mailchimp_provider.export.state import StateStore
+    from mailchimp_provider.hooks.mailchimp import MailchimpHook
+
+    d = definition(profiles, CHURN_QUERY)
+    store = StateStore(workdir / f"state-{warehouse.kind}")
+    shutil.rmtree(store.directory, ignore_errors=True)
+    _, rows = pipeline.settle_in_staging(first, lambda member_hash: None)
+    store.commit(0, pipeline.touched_ids(first), rows, {"all": rows.num_rows}, d.segment_tags(), "first")
+    paths = RunPaths(workdir / f"churn-{warehouse.kind}")
+    shutil.rmtree(paths.root, ignore_errors=True)
+    hook = MailchimpHook()
+
+    def prepare_and_plan() -> Any:
+        conn, cursor = warehouse.cursor()
+        placeholder, quote = warehouse.placeholder_and_quote
+        pipeline.extract_to_staging(paths, d, d.segment_names, cursor, placeholder, quote)
+        conn.close()
+        prepared = pipeline.prepare_in_staging(paths, d, audience())
+        pipeline.plan_in_staging(paths, d, store.load(), d.segment_names)
+        tag_ids = {str(t["name"]): int(t["id"]) for t in hook.iter_static_segments("demo0audience")}
+        return prepared, pipeline.chunk_in_staging(paths, d, tag_ids)
+
+    plan_stage, (prepared, (jobs, tag_jobs)) = measure(
+        "churn: extract, validate, map, plan, chunk", profiles, prepare_and_plan
+    )
+    members, _ = measure("churn: upload and poll (members)", profiles, lambda: upload(paths, jobs))
+    tags, _ = measure("churn: update tags", profiles, lambda: upload(paths, tag_jobs, tags=True))
+
+    def settle() -> Any:
+        outcomes, rows = pipeline.settle_in_staging(paths, lambda h: hook.get_member("demo0audience", h))
+        store.commit(
+            1, pipeline.touched_ids(paths), rows, {"all": prepared.profiles_read}, d.segment_tags(), "churn"
+        )
+        return outcomes
+
+    settle_stage, outcomes = measure("churn: reconcile and commit state", prepared.profiles_read, settle)
+    counts = Counter(outcomes["outcome"].to_pylist())
+    expected = {"untagged": 0.05, "created": 0.05, "email_changed": 0.01}
+    for outcome, share in expected.items():  # the scenario happened as described
+        assert abs(counts.get(outcome, 0) - share * profiles) <= 0.01 * profiles + 50, counts
+    return [plan_stage, members, tags, settle_stage]
 
 
 def fmt_stage(stage: Stage) -> str:
@@ -349,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                     floor_s = floor(warehouse)
                     uploads = run_uploads(server, paths, prepared, jobs, 0)
                     uploads += run_uploads(server, paths, prepared, jobs, 20)
+                    churned = churn(warehouse, workdir, n, paths)
                     server.reset()
                     naive_0 = naive(server, paths, args.naive_sample)
                     server.reset()
@@ -357,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                     server.clear_faults()
                 finally:
                     warehouse.drop()
-                report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, len(jobs))
+                report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, len(jobs), churned)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if write:
@@ -366,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, jobs) -> None:
+def report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, jobs, churned) -> None:
     prep = sum(s.seconds for s in stages)
     by = {s.name: s for s in uploads}
     total = {
@@ -378,9 +454,14 @@ def report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, job
     out()
     out("| stage | seconds | rows/s | peak MB |")
     out("| --- | ---: | ---: | ---: |")
-    for stage in stages + uploads:
+    for stage in stages + uploads + churned:
         out(fmt_stage(stage))
     out()
+    out(
+        f"- churn run (5% leave, 5% join, 1% change address) against the first export's state: "
+        f"{sum(s.seconds for s in churned):.1f} s, beside {total[0]:.1f} s for the first full export "
+        "(no added latency)"
+    )
     out(f"- batch jobs: {jobs} (an Airflow run uses {jobs + 5} task instances)")
     out(
         f"- whole export, warehouse to finished batches and outcomes: {total[0]:.1f} s (no added latency), "

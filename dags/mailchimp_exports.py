@@ -47,8 +47,9 @@ def _collect(uploads) -> list[dict]:
 
 
 def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
-    """extract -> validate and map -> chunk -> upload and poll (one mapped task per batch job) -> reconcile."""
-    segments = list(definition.segments)
+    """check_audience -> extract -> validate and map (and plan) -> chunk -> upload_and_poll (phase 1:
+    members, one mapped task per batch job) -> update_tags (phase 2: tag changes) -> reconcile."""
+    segments = definition.segment_names
     with DAG(
         dag_id=definition.dag_id,
         description=definition.description or f"Export {', '.join(segments)} to Mailchimp",
@@ -59,7 +60,8 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         tags=["mailchimp", "export"],
         doc_md=f"Defined in `{source.name}`. Audience `{definition.mailchimp.audience_id}`, segments: "
         f"{', '.join(segments)}. Manual runs: `dry_run` plans without uploading; `segments` limits the "
-        "run to some segments; `full_sync` re-sends profiles even if unchanged since the last run.",
+        "run to some segments; `full_sync` re-sends profiles even if unchanged since the last run; "
+        "`allow_removals` lets the run untag or archive more members than `max_removals` allows.",
         params={
             "dry_run": Param(
                 False, type="boolean", description="Everything but the upload; the plan is in the report."
@@ -76,6 +78,11 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
                 type="boolean",
                 description="Send every profile, also those unchanged since the last run.",
             ),
+            "allow_removals": Param(
+                False,
+                type="boolean",
+                description="Allow this run to untag or archive more members than max_removals allows.",
+            ),
         },
         default_args={
             "retries": definition.retries,
@@ -84,9 +91,10 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
     ) as dag:
 
         @task
-        def check_audience(run_id=None) -> dict:
-            """Consent and permission gates, then the audience's settings, merge fields and archived members."""
-            return steps.check_audience(definition, run_id)
+        def check_audience(params=None, run_id=None) -> dict:
+            """Consent and permission gates, then the audience's settings, merge fields, archived members
+            and tags, and a sample of owned members read back."""
+            return steps.check_audience(definition, run_id, dry_run=params["dry_run"])
 
         @task
         def extract(params=None, run_id=None) -> dict:
@@ -99,13 +107,23 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
 
         @task
         def validate_and_map(params=None, run_id=None) -> dict:
-            return steps.validate_and_map(definition, run_id, full_sync=params["full_sync"])
+            return steps.validate_and_map(
+                definition,
+                run_id,
+                segments=[s for s in params["segments"] if s in segments],
+                full_sync=params["full_sync"],
+                allow_removals=params["allow_removals"],
+                dry_run=params["dry_run"],
+            )
 
         @task
         def chunk(params=None, run_id=None) -> list[dict]:
-            return steps.chunk_jobs(
-                definition, run_id, dry_run=params["dry_run"], full_sync=params["full_sync"]
-            )
+            return steps.chunk_jobs(definition, run_id, dry_run=params["dry_run"])
+
+        @task
+        def tag_jobs(params=None, run_id=None) -> list[dict]:
+            """Phase 2's jobs, written by chunk (a mapped task can only map over a return value)."""
+            return steps.tag_jobs(definition, run_id, dry_run=params["dry_run"])
 
         @task(trigger_rule=TriggerRule.NONE_FAILED)
         def reconcile(
@@ -113,6 +131,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             extracted: dict,
             prepared: dict,
             uploads: list[dict] | None,
+            tag_uploads: list[dict] | None,
             params=None,
             run_id=None,
         ) -> dict:
@@ -121,21 +140,37 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
                 "extract": extracted["seconds"],
                 "validate_and_map": prepared["seconds"],
             }
-            return steps.reconcile_run(definition, run_id, params["dry_run"], _collect(uploads), durations)
+            return steps.reconcile_run(
+                definition,
+                run_id,
+                params["dry_run"],
+                _collect(uploads),
+                durations,
+                _collect(tag_uploads),
+            )
 
         audience = check_audience()
         extracted = extract()
         prepared = validate_and_map()
         jobs = chunk()
-        uploads = MailchimpBatchOperator.partial(
-            task_id="upload_and_poll",
-            mailchimp_conn_id=definition.mailchimp.conn_id,
-            pool=MAILCHIMP_POOL,
-            poll_interval=definition.poll_interval_s,
-            timeout=definition.batch_timeout_s,
-        ).expand_kwargs(jobs)
-        audience >> extracted >> prepared >> jobs
-        reconcile(audience, extracted, prepared, uploads.output)
+        batch_settings = {
+            "mailchimp_conn_id": definition.mailchimp.conn_id,
+            "pool": MAILCHIMP_POOL,
+            "poll_interval": definition.poll_interval_s,
+            "timeout": definition.batch_timeout_s,
+        }
+        uploads = MailchimpBatchOperator.partial(task_id="upload_and_poll", **batch_settings).expand_kwargs(
+            jobs
+        )
+        phase2 = tag_jobs()
+        # Phase 2 moves tags by address, so it starts once every phase 1 job (email changes) is done;
+        # with no phase 1 jobs, upload_and_poll is skipped and phase 2 still runs.
+        tag_updates = MailchimpBatchOperator.partial(
+            task_id="update_tags", trigger_rule=TriggerRule.NONE_FAILED, **batch_settings
+        ).expand_kwargs(phase2)
+        audience >> extracted >> prepared >> jobs >> phase2
+        uploads >> tag_updates
+        reconcile(audience, extracted, prepared, uploads.output, tag_updates.output)
     return dag
 
 

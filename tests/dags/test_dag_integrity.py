@@ -29,10 +29,14 @@ def test_all_dags_load_without_errors(monkeypatch) -> None:
         "validate_and_map",
         "chunk",
         "upload_and_poll",
+        "tag_jobs",
+        "update_tags",
         "reconcile",
     ]
-    assert dag.params["dry_run"] is False and dag.max_active_runs == 1
-    assert dag.get_task("upload_and_poll").pool == "mailchimp_api"
+    assert dag.params["dry_run"] is False and dag.params["allow_removals"] is False
+    assert dag.max_active_runs == 1
+    assert dag.get_task("upload_and_poll").pool == dag.get_task("update_tags").pool == "mailchimp_api"
+    assert dag.get_task("update_tags").upstream_task_ids == {"tag_jobs", "upload_and_poll"}
 
 
 BROKEN = {

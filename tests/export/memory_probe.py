@@ -14,8 +14,14 @@ from pathlib import Path
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import SQLITE_QUOTE
 from mailchimp_provider.export.mapping import Audience, MergeField
-from mailchimp_provider.export.pipeline import chunk_in_staging, extract_to_staging, prepare_in_staging
+from mailchimp_provider.export.pipeline import (
+    chunk_in_staging,
+    extract_to_staging,
+    plan_in_staging,
+    prepare_in_staging,
+)
 from mailchimp_provider.export.staging import RunPaths
+from mailchimp_provider.export.state import ExportState
 
 SEGMENTS = ["newsletter_opt_in", "churn_risk", "vip_customers", "new_customers_30d"]
 
@@ -63,7 +69,8 @@ def main() -> None:
     connection = sqlite3.connect(warehouse)
     extracted = extract_to_staging(paths, definition, SEGMENTS, connection.cursor(), "?", SQLITE_QUOTE)
     prepared = prepare_in_staging(paths, definition, audience)
-    jobs = chunk_in_staging(paths, definition)
+    plan_in_staging(paths, definition, ExportState(), SEGMENTS)
+    jobs, _ = chunk_in_staging(paths, definition)
     peak = status_mb("VmHWM")
     print(
         json.dumps(

@@ -7,11 +7,13 @@ import json
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mailchimp_provider.export.chunk import JobWriter, chunk_members
+from mailchimp_provider.export.chunk import JobWriter, chunk_plan
 from mailchimp_provider.export.extract import rows_to_table
 from mailchimp_provider.export.mapping import Audience, MergeField, plan_fields
+from mailchimp_provider.export.plan import Planner, PlanSettings
 from mailchimp_provider.export.prepare import Preparer, PrepareSettings
 from mailchimp_provider.export.reconcile import RunReport, job_outcomes
+from mailchimp_provider.export.state import ExportState
 
 AUDIENCE = Audience(
     "a",
@@ -94,7 +96,15 @@ def test_every_profile_has_exactly_one_outcome(batch, chunk_rows, rnd) -> None:
     # a made-up Mailchimp answer per operation: created, updated, refused or a failed operation
     ops: dict[int, str] = {}
     indexes: dict[int, pa.Table] = {}
-    jobs = chunk_members(members, "a", 500, JobWriter(ops.__setitem__, indexes.__setitem__))
+    plans: list[pa.Table] = []
+    accepted = pa.concat_arrays(
+        [t["profile_id"].combine_chunks() for t in members] or [pa.array([], pa.string())]
+    )
+    plan_settings = PlanSettings(["s1", "s2"], {"s1": "s1", "s2": "s2"}, True, "untag")
+    Planner(plan_settings, ExportState(), lambda i, t: plans.append(t)).run(members, accepted, accepted)
+    jobs, _ = chunk_plan(
+        plans, "a", 500, JobWriter(ops.__setitem__, indexes.__setitem__), JobWriter(print, print), {}
+    )
     report = RunReport(
         "e", "r", "a", False, profiles_read=prepared.profiles_read, rejected_locally=prepared.rejected
     )

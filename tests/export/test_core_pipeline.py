@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from mailchimp_provider.export.chunk import JobWriter, chunk_members
+from mailchimp_provider.export.chunk import JobWriter, chunk_plan
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
     SQLITE_QUOTE,
@@ -20,8 +20,10 @@ from mailchimp_provider.export.extract import (
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, MergeField, plan_fields
+from mailchimp_provider.export.plan import Planner, PlanSettings
 from mailchimp_provider.export.prepare import Preparer, PrepareSettings, fingerprint
 from mailchimp_provider.export.reconcile import AccountingError, RunReport, job_outcomes
+from mailchimp_provider.export.state import ExportState
 from mailchimp_provider.export.validate import subscriber_hash
 
 ROWS = [
@@ -67,7 +69,7 @@ AUDIENCE = Audience("aud1", "A", False, (MergeField("FNAME", "text"), MergeField
 
 def run_prepare(conn, d: ExportDefinition, chunk_rows: int = 2, archived=frozenset(), segment_tags=None):
     parts: list[pa.Table] = []
-    sql, params = build_query(d, d.segments, "?", SQLITE_QUOTE)
+    sql, params = build_query(d, d.segment_names, "?", SQLITE_QUOTE)
     result = extract(
         conn.cursor(),
         sql,
@@ -138,10 +140,22 @@ def test_tags_are_named_by_segment_tags_and_the_fingerprint_ignores_them(warehou
 
 def test_chunking_and_reconcile_account_for_everyone(warehouse) -> None:
     _, prepared, members, _ = run_prepare(warehouse, definition())
+    plans: list[pa.Table] = []
+    settings = PlanSettings(["vip", "churn"], {"vip": "vip", "churn": "churn"}, True, "untag")
+    Planner(settings, ExportState(), lambda i, t: plans.append(t)).run(
+        [members], members["profile_id"], members["profile_id"]
+    )
     operations: dict[int, str] = {}
     indexes: dict[int, pa.Table] = {}
-    jobs = chunk_members([members], "aud1", 500, JobWriter(operations.__setitem__, indexes.__setitem__))
-    assert jobs == [0]
+    jobs, tag_jobs = chunk_plan(
+        plans,
+        "aud1",
+        500,
+        JobWriter(operations.__setitem__, indexes.__setitem__),
+        JobWriter(print, print),
+        {},
+    )
+    assert jobs == [0] and tag_jobs == []
     op = json.loads(operations[0].split("\n")[0])
     assert op["method"] == "POST" and op["path"] == "/lists/aud1"
     body = json.loads(op["body"])
@@ -171,13 +185,14 @@ def test_chunking_and_reconcile_account_for_everyone(warehouse) -> None:
         report.check()
 
 
-def test_a_failed_or_missing_operation_fails_its_members() -> None:
+def test_a_failed_operation_fails_its_members_and_a_missing_one_is_unknown() -> None:
     index = pa.table(
         {
             "operation_id": ["a", "a", "b"],
             "profile_id": ["1", "2", "3"],
             "email": ["x@y.de", "z@y.de", "w@y.de"],
             "subscriber_hash": ["h1", "h2", "h3"],
+            "action": ["upsert"] * 3,
         }
     )
     results = pa.table(
@@ -188,6 +203,7 @@ def test_a_failed_or_missing_operation_fails_its_members() -> None:
         }
     )
     outcomes = job_outcomes(index, results)
+    assert outcomes["outcome"].to_pylist() == ["failed", "failed", "unknown"]
     assert outcomes["error"].to_pylist() == [
         "Invalid Resource",
         "Invalid Resource",
@@ -197,7 +213,7 @@ def test_a_failed_or_missing_operation_fails_its_members() -> None:
 
 def test_hostile_names_are_quoted_and_values_bound() -> None:
     d = definition(segments=["vip'); DROP TABLE profiles; --"])
-    sql, params = build_query(d, d.segments, "?", SQLITE_QUOTE)
+    sql, params = build_query(d, d.segment_names, "?", SQLITE_QUOTE)
     assert params == ["vip'); DROP TABLE profiles; --"]
     assert "DROP" not in sql and "`profiles`" in sql
 
@@ -219,7 +235,7 @@ def test_warehouse_errors_are_clear(warehouse) -> None:
 
 def test_runaway_segment_stops_early(warehouse) -> None:
     d = definition()
-    sql, params = build_query(d, d.segments, "?", SQLITE_QUOTE)
+    sql, params = build_query(d, d.segment_names, "?", SQLITE_QUOTE)
     with pytest.raises(TooManyProfiles, match="more than 3 rows"):
         extract(
             warehouse.cursor(),

@@ -15,11 +15,13 @@ from mailchimp_provider.export.mapping import Audience, MergeField
 from mailchimp_provider.export.pipeline import (
     chunk_in_staging,
     extract_to_staging,
+    plan_in_staging,
     prepare_in_staging,
     read_parts,
 )
 from mailchimp_provider.export.reconcile import RunReport, job_outcomes
 from mailchimp_provider.export.staging import RunPaths, read_parquet, read_text, write_parquet
+from mailchimp_provider.export.state import ExportState
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
 DEFINITION = ExportDefinition.model_validate(
@@ -74,9 +76,10 @@ def test_accepted_profiles_and_only_they_reach_the_audience(rows, mailchimp_conn
     db.execute("CREATE TABLE profiles (id TEXT, segment TEXT, email TEXT, first TEXT, ltv TEXT)")
     db.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?, ?)", rows)
     paths = RunPaths(work / "run")
-    extract_to_staging(paths, DEFINITION, DEFINITION.segments, db.cursor(), "?", SQLITE_QUOTE)
+    extract_to_staging(paths, DEFINITION, DEFINITION.segment_names, db.cursor(), "?", SQLITE_QUOTE)
     prepared = prepare_in_staging(paths, DEFINITION, AUDIENCE)
-    jobs = chunk_in_staging(paths, DEFINITION)
+    plan_in_staging(paths, DEFINITION, ExportState(), DEFINITION.segment_names)
+    jobs, _ = chunk_in_staging(paths, DEFINITION)
 
     hook = MailchimpHook()
     report = RunReport(

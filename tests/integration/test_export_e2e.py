@@ -36,7 +36,7 @@ def test_export_then_rerun_changes_nothing(
     )
     report = run_export(definition)
     members = {m["email_address"].lower(): m for m in mailchimp_conn.members(mailchimp_conn.list_id)}
-    expected = expected_addresses(warehouse, definition.segments)
+    expected = expected_addresses(warehouse, definition.segment_names)
 
     # the numbers add up, and the audience holds exactly the accepted profiles
     rejected, failed = report["totals"]["rejected_locally"], report["totals"]["failed_at_mailchimp"]

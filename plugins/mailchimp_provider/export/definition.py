@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 EXPORTS_DIR_ENV = "MAILCHIMP_EXPORTS_DIR"
 MAX_DEFINITION_BYTES = 256 * 1024
@@ -24,6 +33,9 @@ QualifiedName = Annotated[str, StringConstraints(pattern=_QUALIFIED)]
 ExportName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 MergeTag = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9_]{1,10}$")]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=250)]
+MAX_TAG_LENGTH = 100  # Mailchimp's limit for a tag (static segment) name
+TagName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH)]
+Share = Annotated[float, Field(ge=0, le=1)]
 
 
 class _Strict(BaseModel):
@@ -35,6 +47,28 @@ class MailchimpTarget(_Strict):
     audience_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,32}$")]
     status_if_new: Literal["auto", "subscribed", "pending", "transactional"] = "auto"
     tag_segments: bool = True
+    tag_prefix: Annotated[str, StringConstraints(max_length=MAX_TAG_LENGTH - 1)] = ""
+
+
+class Segment(_Strict):
+    """A segment whose Mailchimp tag is not the segment's name (with the prefix)."""
+
+    name: NonEmpty
+    tag: TagName
+
+
+# A segment is its name, or {name, tag}; the discriminator keeps error messages to the form given.
+SegmentEntry = Annotated[
+    Annotated[NonEmpty, Tag("name")] | Annotated[Segment, Tag("with_tag")],
+    Discriminator(lambda v: "name" if isinstance(v, str) else "with_tag"),
+]
+
+
+class RemovalLimit(_Strict):
+    """How many members one run may untag or archive before it stops, unless a manual run allows it."""
+
+    share: Share = 0.10  # of the members the export owns
+    count: Annotated[int, Field(ge=0)] | None = None
 
 
 class WarehouseSource(_Strict):
@@ -69,7 +103,10 @@ class ExportDefinition(_Strict):
     description: Annotated[str, StringConstraints(max_length=2000)] = ""
     mailchimp: MailchimpTarget
     warehouse: WarehouseSource
-    segments: Annotated[list[NonEmpty], Field(min_length=1, max_length=100)]
+    segments: Annotated[list[SegmentEntry], Field(min_length=1, max_length=100)]
+    on_leave: Literal["untag", "archive", "keep"] = "untag"
+    max_removals: RemovalLimit = Field(default_factory=RemovalLimit)
+    max_failed_share: Share = 0.05
     columns: Columns
     merge_fields: dict[MergeTag, Identifier] = Field(default_factory=dict)
     schedule: Schedule = Field(default_factory=Schedule)
@@ -98,6 +135,36 @@ class ExportDefinition(_Strict):
                 f"{MAX_BATCH_JOBS} (raise job_size)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _segments_and_tags_unique(self) -> ExportDefinition:
+        names = self.segment_names
+        if len(set(names)) != len(names):
+            raise ValueError("segments: each segment may be listed once")
+        tags = [self.tag_of(name) for name in names]
+        for name, tag in zip(names, tags, strict=True):
+            if len(tag) > MAX_TAG_LENGTH:
+                raise ValueError(
+                    f"segments: the tag of segment {name!r} ({tag!r}) is longer than Mailchimp's "
+                    f"{MAX_TAG_LENGTH} characters; give it a shorter 'tag'"
+                )
+        if len({t.lower() for t in tags}) != len(tags):
+            raise ValueError("segments: two segments would get the same Mailchimp tag; give one a 'tag'")
+        return self
+
+    @property
+    def segment_names(self) -> list[str]:
+        return [s if isinstance(s, str) else s.name for s in self.segments]
+
+    def tag_of(self, segment: str) -> str:
+        """The Mailchimp tag of one of the export's segments: its explicit tag, else prefix + name."""
+        for s in self.segments:
+            if isinstance(s, Segment) and s.name == segment:
+                return s.tag
+        return self.mailchimp.tag_prefix + segment
+
+    def segment_tags(self) -> dict[str, str]:
+        return {name: self.tag_of(name) for name in self.segment_names}
 
     @property
     def dag_id(self) -> str:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mailchimp_provider.export import staging
-from mailchimp_provider.export.chunk import JobWriter, chunk_members
+from mailchimp_provider.export.chunk import PLAN_COLUMNS, JobWriter, chunk_plan
 from mailchimp_provider.export.definition import ExportDefinition
 from mailchimp_provider.export.extract import (
     ExtractResult,
@@ -20,8 +20,17 @@ from mailchimp_provider.export.extract import (
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
+from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, UPSERT, Planner, PlanSettings, PlanSummary
 from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSettings
+from mailchimp_provider.export.reconcile import (
+    OUTCOME_SCHEMA,
+    ReadBack,
+    job_outcomes,
+    settle_all,
+    tag_outcomes,
+)
 from mailchimp_provider.export.staging import RunPaths
+from mailchimp_provider.export.state import STATE_SCHEMA, ExportState
 
 
 def read_parts(directory: Any) -> Iterator[pa.Table]:
@@ -72,6 +81,7 @@ def prepare_in_staging(
         status_if_new=status_for_new_members(definition, audience),
         tag_segments=definition.mailchimp.tag_segments,
         archived_hashes=archived,
+        segment_tags=definition.segment_tags(),
     )
     for directory in (paths.members_dir, paths.rejects_dir):
         staging.remove_tree(directory)
@@ -90,21 +100,178 @@ def prepare_in_staging(
     return result
 
 
-def unsent_members(paths: RunPaths, unchanged: frozenset[int]) -> Iterator[pa.Table]:
-    """Member parts without those whose fingerprint is in ``unchanged``."""
-    skip = pa.array(list(unchanged), pa.int64())
-    for table in read_parts(paths.members_dir):
-        yield table.filter(pc.invert(pc.is_in(table["fingerprint"], value_set=skip)))
+def segment_rows(paths: RunPaths, definition: ExportDefinition) -> dict[str, int]:
+    """Rows the warehouse returned per segment (rows of rejected profiles included)."""
+    counts: dict[str, int] = {}
+    for path in staging.sorted_files(paths.extract_dir, ".parquet"):
+        column = staging.read_parquet(path, [definition.warehouse.segment_column]).column(0)
+        for item in pc.value_counts(column).to_pylist():
+            if item["values"] is not None:
+                counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+    return counts
+
+
+def _ids(directory: Any) -> pa.Array:
+    arrays = [
+        staging.read_parquet(path, ["profile_id"])["profile_id"].combine_chunks()
+        for path in staging.sorted_files(directory, ".parquet")
+    ]
+    return pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
+
+
+def plan_in_staging(
+    paths: RunPaths,
+    definition: ExportDefinition,
+    state: ExportState,
+    segments: list[str],
+    full_sync: bool = False,
+) -> PlanSummary:
+    """Plan every accepted profile and every owned leaver against the export's state."""
+    staging.remove_tree(paths.plan_dir)
+    settings = PlanSettings(
+        segments=segments,
+        segment_tags=definition.segment_tags(),
+        tag_segments=definition.mailchimp.tag_segments,
+        on_leave=definition.on_leave,
+        full_sync=full_sync,
+    )
+    accepted = _ids(paths.members_dir)
+    read = pa.concat_arrays([accepted, _ids(paths.rejects_dir)])
+    planner = Planner(settings, state, lambda i, t: staging.write_parquet(paths.part(paths.plan_dir, i), t))
+    return planner.run(read_parts(paths.members_dir), accepted, read)
 
 
 def chunk_in_staging(
-    paths: RunPaths, definition: ExportDefinition, unchanged: frozenset[int] = frozenset()
-) -> list[int]:
+    paths: RunPaths, definition: ExportDefinition, tag_ids: dict[str, int] | None = None
+) -> tuple[list[int], list[int]]:
+    """Phase 1 (members) and phase 2 (tags) jobs from the plan."""
     staging.remove_tree(paths.jobs_dir)
-    writer = JobWriter(
+    members = JobWriter(
         write_operations=lambda job, text: staging.write_text(paths.job_operations(job), text),
         write_index=lambda job, table: staging.write_parquet(paths.job_index(job), table),
     )
-    return chunk_members(
-        unsent_members(paths, unchanged), definition.mailchimp.audience_id, definition.job_size, writer
+    tags = JobWriter(
+        write_operations=lambda job, text: staging.write_text(paths.tag_job_operations(job), text),
+        write_index=lambda job, table: staging.write_parquet(paths.tag_job_index(job), table),
     )
+    plan = (
+        staging.read_parquet(path, PLAN_COLUMNS) for path in staging.sorted_files(paths.plan_dir, ".parquet")
+    )
+    return chunk_plan(
+        plan, definition.mailchimp.audience_id, definition.job_size, members, tags, tag_ids or {}
+    )
+
+
+def _split_plan(paths: RunPaths, phase1: pa.Table) -> tuple[list[pa.Table], list[pa.Table]]:
+    """Planned rows settled column-wise (unchanged members, and new members whose batch subscribe
+    answered created or updated: the common cases), and the rest, settled one by one."""
+    columns = [c for c in PLAN_SCHEMA.names if c != "body"]
+    simple, rest = [], []
+    for path in staging.sorted_files(paths.plan_dir, ".parquet"):
+        table = staging.read_parquet(path, columns)
+        answered = phase1["outcome"].take(pc.index_in(table["profile_id"], value_set=phase1["profile_id"]))
+        table = table.append_column("answer", answered)
+        unchanged = pc.equal(table["outcome"], UNCHANGED)
+        new = pc.and_(
+            pc.and_(pc.equal(table["action"], UPSERT), pc.invert(table["owned"])),
+            pc.and_(
+                pc.equal(pc.list_value_length(table["tags_remove"]), 0),
+                pc.is_in(table["answer"], value_set=pa.array(["created", "updated"])),
+            ),
+        )
+        easy = pc.fill_null(pc.or_(unchanged, new), False)
+        simple.append(table.filter(easy))
+        rest.append(table.filter(pc.invert(easy)).drop_columns(["answer"]))
+    return simple, rest
+
+
+def _settle_simple(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Unchanged members keep their state row; new ones get theirs with the tags they were sent."""
+    n = plan.num_rows
+    unchanged = pc.fill_null(pc.equal(plan["outcome"], UNCHANGED), False)
+    outcome = pc.if_else(unchanged, UNCHANGED, plan["answer"])
+    outcomes = pa.Table.from_arrays(
+        [plan["profile_id"], plan["email"], plan["subscriber_hash"], outcome, pa.nulls(n, pa.string())],
+        schema=OUTCOME_SCHEMA,
+    )
+    rows = pa.Table.from_arrays(
+        [
+            plan["profile_id"],
+            plan["subscriber_hash"],
+            plan["email"],
+            plan["fingerprint"],
+            pc.if_else(unchanged, plan["prev_tags"], plan["tags_add"]),
+            plan["segments"],
+            pc.if_else(unchanged, plan["prev_created"], pc.equal(outcome, "created")),
+        ],
+        schema=STATE_SCHEMA,
+    )
+    return outcomes, rows
+
+
+def _phase1_outcomes(paths: RunPaths) -> pa.Table:
+    """Every phase 1 job's per-profile outcomes (OUTCOME_SCHEMA), unknown where results are missing."""
+    tables = [OUTCOME_SCHEMA.empty_table()]
+    jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("job-")]
+    for job, index_path in enumerate(jobs):
+        outcomes_path = paths.job_outcomes(job)
+        index = staging.read_parquet(index_path)
+        if outcomes_path.exists():
+            tables.append(job_outcomes(index, staging.read_parquet(outcomes_path)))
+        else:  # the upload left no results: every answer is unknown, to be read back
+            tables.append(
+                job_outcomes(index, pa.table({"operation_id": [], "status_code": [], "response": []}))
+            )
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def _phase2_results(paths: RunPaths) -> dict[str, list]:
+    results: dict[str, list] = {}
+    files = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("tags-")]
+    for job, index_path in enumerate(files):
+        outcomes_path = paths.tag_job_outcomes(job)
+        results_table = (
+            staging.read_parquet(outcomes_path)
+            if outcomes_path.exists()
+            else pa.table({"operation_id": [], "status_code": [], "response": []})
+        )
+        for pid, action, tag, status, error in tag_outcomes(staging.read_parquet(index_path), results_table):
+            results.setdefault(pid, []).append((action, tag, status, error))
+    return results
+
+
+def settle_in_staging(paths: RunPaths, read_back: ReadBack) -> tuple[pa.Table, pa.Table]:
+    """Every planned profile's outcome and state row, from the plan and both phases' results."""
+    phase1 = _phase1_outcomes(paths)
+    simple, rest = _split_plan(paths, phase1)
+    rest_table = pa.concat_tables(
+        [PLAN_SCHEMA.remove(PLAN_SCHEMA.get_field_index("body")).empty_table(), *rest]
+    )
+    mine = phase1.filter(pc.is_in(phase1["profile_id"], value_set=rest_table["profile_id"]))
+    answers = {
+        pid: (outcome, error)
+        for pid, outcome, error in zip(
+            mine["profile_id"].to_pylist(),
+            mine["outcome"].to_pylist(),
+            mine["error"].to_pylist(),
+            strict=True,
+        )
+    }
+    outcomes, rows = settle_all(rest_table.to_pylist(), answers, _phase2_results(paths), read_back)
+    for table in simple:
+        more_outcomes, more_rows = _settle_simple(table)
+        outcomes, rows = pa.concat_tables([outcomes, more_outcomes]), pa.concat_tables([rows, more_rows])
+    return outcomes, rows
+
+
+def touched_ids(paths: RunPaths) -> pa.Array:
+    """Profile ids whose state rows the run replaces: every planned profile, and the owner of an
+    address a new profile took over."""
+    arrays = []
+    for path in staging.sorted_files(paths.plan_dir, ".parquet"):
+        table = staging.read_parquet(path, ["profile_id", "prev_profile_id"])
+        arrays += [
+            table["profile_id"].combine_chunks(),
+            table["prev_profile_id"].drop_null().combine_chunks(),
+        ]
+    return pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())

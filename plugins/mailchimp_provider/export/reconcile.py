@@ -1,14 +1,35 @@
-"""Reconcile: give every profile read exactly one outcome and add them up into the run report."""
+"""Reconcile: give every profile the run touched exactly one outcome, work out what the export now owns,
+and add it all up into the run report.
+
+Answers are read by action (see ``chunk.py``). An operation missing from a results archive, or a member its
+answer does not mention, is not taken for failed: it is read back from Mailchimp (bounded), and whatever
+stays unknown is ``outcome_unknown``, which fails the run after the report and the state are written.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from mailchimp_provider.export.chunk import TAG_ADD, TAG_REMOVE
+from mailchimp_provider.export.plan import (
+    ARCHIVE,
+    ARCHIVED,
+    EMAIL_CHANGE,
+    EMAIL_CHANGE_CONFLICT,
+    EMAIL_CHANGED,
+    FAILED,
+    LEFT_KEPT,
+    NONE,
+    UNCHANGED,
+    UPSERT,
+)
+from mailchimp_provider.export.state import DIRTY, STATE_SCHEMA
 from mailchimp_provider.hooks.errors import mask_emails_in
 
 OUTCOME_SCHEMA = pa.schema(
@@ -20,7 +41,11 @@ OUTCOME_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-CREATED, UPDATED, FAILED = "created", "updated", "failed"
+CREATED, UPDATED = "created", "updated"
+ARCHIVED_IN_AUDIENCE = "archived_in_audience"  # the same code as the local reject reason
+UNKNOWN, OUTCOME_UNKNOWN, OK = "unknown", "outcome_unknown", "ok"
+MISSING = "Missing from batch results"
+MAX_READBACKS = 2_000  # members read back one by one per run; past that, outcomes stay unknown
 
 
 class AccountingError(RuntimeError):
@@ -37,21 +62,22 @@ def _error_title(response: str) -> str:
     return "Unknown error"
 
 
-def _member_error(error: dict) -> str:
-    """Mailchimp's message for one member, with the address taken out so reports group by cause and
-    carry no personal data."""
-    text = str(error.get("error") or error.get("error_code") or "Unknown error")
-    text = re.sub(re.escape(error["email_address"]), "<email>", text, flags=re.IGNORECASE)
+def _mask(text: str, email: str | None) -> str:
+    if email:
+        text = re.sub(re.escape(email), "<email>", text, flags=re.IGNORECASE)
     return mask_emails_in(text)
 
 
-def job_outcomes(index: pa.Table, results: pa.Table) -> pa.Table:
-    """Per-profile outcomes of one batch job, from its operation index and its results archive.
+def _member_error(error: dict) -> str:
+    """Mailchimp's message for one member, with the address taken out so reports group by cause and
+    carry no personal data."""
+    return _mask(
+        str(error.get("error") or error.get("error_code") or "Unknown error"), error.get("email_address")
+    )
 
-    A failed operation fails all its members with Mailchimp's error title; a member an operation's
-    answer does not mention is failed too, so nothing is silently counted as sent.
-    """
-    by_operation = {
+
+def _by_operation(results: pa.Table) -> dict[str, tuple[int, str]]:
+    return {
         op: (code, response)
         for op, code, response in zip(
             results["operation_id"].to_pylist(),
@@ -60,36 +86,49 @@ def job_outcomes(index: pa.Table, results: pa.Table) -> pa.Table:
             strict=True,
         )
     }
-    parsed: dict[str, tuple[set[str], set[str], dict[str, str]] | str] = {}
-    for op, (code, response) in by_operation.items():
-        if code >= 400:
-            parsed[op] = _error_title(response)
-            continue
-        try:
-            answer = json.loads(response)
-            created = {m["email_address"].lower() for m in answer.get("new_members") or []}
-            updated = {m["email_address"].lower() for m in answer.get("updated_members") or []}
-            errors = {
-                e["email_address"].lower(): _member_error(e)
-                for e in answer.get("errors") or []
-                if e.get("email_address")
-            }
-            parsed[op] = (created, updated, errors)
-        except (ValueError, AttributeError, KeyError, TypeError):
-            parsed[op] = "Unreadable response"
+
+
+def _subscribe_answer(response: str) -> tuple[set[str], set[str], set[str], dict[str, str]] | str:
+    try:
+        answer = json.loads(response)
+        created = {m["email_address"].lower() for m in answer.get("new_members") or []}
+        updated, archived = set(), set()
+        for m in answer.get("updated_members") or []:
+            (archived if m.get("status") == "archived" else updated).add(m["email_address"].lower())
+        errors = {
+            e["email_address"].lower(): _member_error(e)
+            for e in answer.get("errors") or []
+            if e.get("email_address")
+        }
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return "Unreadable response"
+    return created, updated, archived, errors
+
+
+def job_outcomes(index: pa.Table, results: pa.Table) -> pa.Table:
+    """Per-profile outcomes of one phase 1 job (batch subscribe, email change, archive).
+
+    A failed operation fails all its members with Mailchimp's error title. A member whose operation is
+    missing from the archive, or whom its answer does not mention, is ``unknown`` (read back later).
+    A member Mailchimp answers as archived was not restored: ``archived_in_audience``.
+    """
+    by_operation = _by_operation(results)
+    parsed: dict[str, object] = {}
     outcomes: list[str] = []
     errors_out: list[str | None] = []
-    for op, email in zip(index["operation_id"].to_pylist(), index["email"].to_pylist(), strict=True):
-        result = parsed.get(op, "Missing from batch results")
-        key = email.lower()
-        if isinstance(result, str):
-            outcome, error = FAILED, result
-        elif key in result[0]:
-            outcome, error = CREATED, None
-        elif key in result[1]:
-            outcome, error = UPDATED, None
+    actions = index["action"].to_pylist() if "action" in index.column_names else [UPSERT] * index.num_rows
+    for op, email, action in zip(
+        index["operation_id"].to_pylist(), index["email"].to_pylist(), actions, strict=True
+    ):
+        if op not in by_operation:
+            outcome, error = UNKNOWN, MISSING
+        elif action == UPSERT:
+            code, response = by_operation[op]
+            if op not in parsed:
+                parsed[op] = _error_title(response) if code >= 400 else _subscribe_answer(response)
+            outcome, error = _subscribe_outcome(parsed[op], email.lower())
         else:
-            outcome, error = FAILED, result[2].get(key, "Not mentioned in Mailchimp's answer")
+            outcome, error = _single_outcome(action, *by_operation[op])
         outcomes.append(outcome)
         errors_out.append(error)
     return pa.Table.from_arrays(
@@ -102,6 +141,259 @@ def job_outcomes(index: pa.Table, results: pa.Table) -> pa.Table:
         ],
         schema=OUTCOME_SCHEMA,
     )
+
+
+def _subscribe_outcome(result: object, key: str) -> tuple[str, str | None]:
+    if isinstance(result, str):
+        return FAILED, result
+    created, updated, archived, errors = result  # type: ignore[misc]
+    if key in created:
+        return CREATED, None
+    if key in updated:
+        return UPDATED, None
+    if key in archived:
+        return (
+            ARCHIVED_IN_AUDIENCE,
+            "the member is archived in Mailchimp; exports never restore archived members",
+        )
+    if key in errors:
+        return FAILED, errors[key]
+    return UNKNOWN, "Not mentioned in Mailchimp's answer"
+
+
+def _single_outcome(action: str, code: int, response: str) -> tuple[str, str | None]:
+    if action == EMAIL_CHANGE:
+        if code < 400:
+            return EMAIL_CHANGED, None
+        if code == 400 and _address_taken(response):
+            return EMAIL_CHANGE_CONFLICT, "the new address is already a member of the audience"
+        return FAILED, _error_title(response)
+    if code < 400 or code == 404:  # 404: the member is already gone
+        return ARCHIVED, None
+    return FAILED, _error_title(response)
+
+
+def _address_taken(response: str) -> bool:
+    """Mailchimp refuses an address change to an address the audience has: "Member Exists", or
+    "Invalid Resource" with "... is already in this list ..." on the email_address field."""
+    try:
+        problem = json.loads(response)
+    except ValueError:
+        return False
+    if not isinstance(problem, dict):
+        return False
+    texts = [str(problem.get("detail") or "")]
+    texts += [str(e.get("message") or "") for e in problem.get("errors") or [] if isinstance(e, dict)]
+    return problem.get("title") == "Member Exists" or any("already" in t.lower() for t in texts)
+
+
+def tag_outcomes(index: pa.Table, results: pa.Table) -> list[tuple[str, str, str, str, str | None]]:
+    """Per (profile, tag) of one phase 2 job: (profile_id, action, tag, ok/failed/unknown, error)."""
+    by_operation = _by_operation(results)
+    failed_in: dict[str, dict[str, str] | str] = {}
+    out = []
+    rows = zip(
+        index["operation_id"].to_pylist(),
+        index["profile_id"].to_pylist(),
+        index["email"].to_pylist(),
+        index["action"].to_pylist(),
+        index["tag"].to_pylist(),
+        strict=True,
+    )
+    for op, pid, email, action, tag in rows:
+        if op not in by_operation:
+            out.append((pid, action, tag, UNKNOWN, MISSING))
+            continue
+        if op not in failed_in:
+            code, response = by_operation[op]
+            failed_in[op] = _error_title(response) if code >= 400 else _segment_errors(response)
+        failures = failed_in[op]
+        if isinstance(failures, str):
+            out.append((pid, action, tag, FAILED, failures))
+        elif email.lower() in failures and action == TAG_ADD:
+            out.append((pid, action, tag, FAILED, failures[email.lower()]))
+        else:  # a removal Mailchimp refuses per address: not (or no longer) a member, so no tag to remove
+            out.append((pid, action, tag, OK, None))
+    return out
+
+
+def _segment_errors(response: str) -> dict[str, str] | str:
+    """Addresses a segment update refused; addresses not in the audience are ignored by Mailchimp."""
+    try:
+        answer = json.loads(response)
+        refused: dict[str, str] = {}
+        for error in answer.get("errors") or []:
+            addresses = error.get("email_addresses") or [error.get("email_address")]
+            for address in filter(None, addresses):
+                refused[address.lower()] = _mask(str(error.get("error") or "Unknown error"), address)
+    except (ValueError, AttributeError, TypeError):
+        return "Unreadable response"
+    return refused
+
+
+ReadBack = Callable[[str], dict | None]  # subscriber hash -> the member (status, tags) or None if absent
+
+
+@dataclass
+class ProfileResult:
+    """What happened to one planned profile's phase 1 operation and its tag changes."""
+
+    phase1: tuple[str, str | None] | None = None
+    tags: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # action, tag, status, error
+
+
+def resolve_unknown(
+    plan_row: dict, result: ProfileResult, read_back: ReadBack, budget: list[int]
+) -> ProfileResult:
+    """Replace unknown answers by what reading the member back shows; leave them unknown past the budget."""
+    unknown = (result.phase1 and result.phase1[0] == UNKNOWN) or any(t[2] == UNKNOWN for t in result.tags)
+    if not unknown or budget[0] <= 0:
+        return result
+    budget[0] -= 1
+    member = read_back(plan_row["subscriber_hash"])
+    tags = {t["name"] if isinstance(t, dict) else t for t in (member or {}).get("tags") or []}
+    if result.phase1 and result.phase1[0] == UNKNOWN:
+        action = plan_row["action"]
+        if action == ARCHIVE:
+            ok = member is None or member.get("status") == "archived"
+            result.phase1 = (ARCHIVED, None) if ok else (FAILED, "not archived (read back)")
+        elif member is None:
+            result.phase1 = (FAILED, "not applied (read back: no such member)")
+        elif action == EMAIL_CHANGE:
+            result.phase1 = (EMAIL_CHANGED, None)
+        elif member.get("status") == "archived":
+            result.phase1 = (ARCHIVED_IN_AUDIENCE, "the member is archived in Mailchimp")
+        elif set(plan_row["tags_add"] or []) <= tags:
+            result.phase1 = (UPDATED, None)  # created or updated: Mailchimp does not say which
+        else:
+            result.phase1 = (FAILED, "tags not applied (read back)")
+    resolved = []
+    for action, tag, status, error in result.tags:
+        if status == UNKNOWN:
+            done = member is None or ((tag in tags) == (action == TAG_ADD))
+            status, error = (OK, None) if done else (FAILED, "tag change not applied (read back)")
+        resolved.append((action, tag, status, error))
+    result.tags = resolved
+    return result
+
+
+def settle(plan_row: dict, result: ProfileResult) -> tuple[str, str | None, dict | None]:
+    """The profile's one outcome, and its state row afterwards (None: not owned any more)."""
+    action = plan_row["action"]
+    prev = _prev_row(plan_row)
+    tags_failed = [t for t in result.tags if t[2] == FAILED]
+    tags_unknown = [t for t in result.tags if t[2] == UNKNOWN]
+    removed = {t[1] for t in result.tags if t[0] == TAG_REMOVE and t[2] == OK}
+    added = {t[1] for t in result.tags if t[0] == TAG_ADD and t[2] == OK}
+    if action == NONE:
+        outcome = plan_row["outcome"]
+        if plan_row["drop"]:
+            return outcome, plan_row["detail"], None
+        if outcome in (UNCHANGED, LEFT_KEPT):
+            return outcome, None, _next_row(plan_row, plan_row["prev_tags"] or [], plan_row["prev_created"])
+        return outcome, plan_row["detail"], prev  # refused here: what the export owned stays as it was
+    outcome, error = result.phase1 if result.phase1 else (plan_row["outcome"], None)
+    if outcome in (FAILED, EMAIL_CHANGE_CONFLICT, ARCHIVED_IN_AUDIENCE, UNKNOWN):
+        row = _minus(prev, removed)
+        if outcome == UNKNOWN:
+            return (
+                OUTCOME_UNKNOWN,
+                error,
+                _dirty(prev or _next_row(plan_row, [], False), plan_row["tags_add"]),
+            )
+        return outcome, error, row
+    if action == ARCHIVE:
+        return ARCHIVED, None, None
+    prev_tags = set(plan_row["prev_tags"] or [])
+    owned = (prev_tags | set(plan_row["tags_add"] if action == UPSERT else added)) - removed
+    created = bool(plan_row["prev_created"]) or outcome == CREATED
+    row = _next_row(plan_row, sorted(owned), created)
+    if plan_row["drop"] and not tags_failed and not tags_unknown:
+        row = None
+    if tags_unknown:
+        return OUTCOME_UNKNOWN, tags_unknown[0][3], _dirty(row or prev, [t[1] for t in tags_unknown])
+    if tags_failed:
+        return FAILED, tags_failed[0][3], row if row is not None else prev
+    return outcome, error, row
+
+
+def _prev_row(plan_row: dict) -> dict | None:
+    if not plan_row["owned"]:
+        return None
+    return {
+        "profile_id": plan_row["prev_profile_id"],
+        "subscriber_hash": plan_row["prev_hash"],
+        "email": plan_row["prev_email"],
+        "fingerprint": plan_row["prev_fingerprint"],
+        "tags": plan_row["prev_tags"] or [],
+        "segments": plan_row["prev_segments"] or [],
+        "created": bool(plan_row["prev_created"]),
+    }
+
+
+def _next_row(plan_row: dict, tags: list[str], created: bool) -> dict:
+    return {
+        "profile_id": plan_row["profile_id"],
+        "subscriber_hash": plan_row["subscriber_hash"],
+        "email": plan_row["email"],
+        "fingerprint": plan_row["fingerprint"],
+        "tags": tags,
+        "segments": plan_row["segments"] or [],
+        "created": created,
+    }
+
+
+def _minus(row: dict | None, removed: set[str]) -> dict | None:
+    return None if row is None else {**row, "tags": sorted(set(row["tags"]) - removed)}
+
+
+def _dirty(row: dict, tags: Iterable[str]) -> dict:
+    """Not known what Mailchimp holds: send it all again next run, and keep every tag that may be ours."""
+    return {**row, "fingerprint": DIRTY, "tags": sorted(set(row["tags"]) | set(tags or []))}
+
+
+def settle_all(
+    plan_rows: Iterable[dict],
+    phase1: dict[str, tuple[str, str | None]],
+    tags: dict[str, list[tuple[str, str, str, str | None]]],
+    read_back: ReadBack,
+) -> tuple[pa.Table, pa.Table]:
+    """Outcomes (OUTCOME_SCHEMA) and state rows (STATE_SCHEMA) for every planned profile."""
+    budget = [MAX_READBACKS]
+    outcomes: dict[str, list] = {name: [] for name in OUTCOME_SCHEMA.names}
+    rows: list[dict] = []
+    for plan_row in plan_rows:
+        pid = plan_row["profile_id"]
+        result = ProfileResult(phase1.get(pid), tags.get(pid, []))
+        if result.phase1 is None and plan_row["action"] in (UPSERT, EMAIL_CHANGE, ARCHIVE):
+            result.phase1 = (UNKNOWN, MISSING)  # no job answered for it: treat it like a lost answer
+        result = resolve_unknown(plan_row, result, read_back, budget)
+        outcome, error, row = settle(plan_row, result)
+        for name, value in zip(
+            OUTCOME_SCHEMA.names,
+            (pid, plan_row["email"], plan_row["subscriber_hash"], outcome, error),
+            strict=True,
+        ):
+            outcomes[name].append(value)
+        if row is not None:
+            rows.append(row)
+    return pa.Table.from_pydict(outcomes, schema=OUTCOME_SCHEMA), pa.Table.from_pylist(
+        rows, schema=STATE_SCHEMA
+    )
+
+
+OUTCOME_FIELDS = (
+    CREATED,
+    UPDATED,
+    UNCHANGED,
+    EMAIL_CHANGED,
+    EMAIL_CHANGE_CONFLICT,
+    ARCHIVED_IN_AUDIENCE,
+    "untagged",
+    ARCHIVED,
+    LEFT_KEPT,
+    OUTCOME_UNKNOWN,
+)
 
 
 @dataclass
@@ -120,21 +412,33 @@ class RunReport:
     planned: int = 0
     created: int = 0
     updated: int = 0
+    email_changed: int = 0
+    email_change_conflict: int = 0
+    archived_in_audience: int = 0
+    untagged: int = 0
+    archived: int = 0
+    left_kept: int = 0
+    outcome_unknown: int = 0
+    leavers: int = 0  # owned members not read this run that left the run's segments
     failed_at_mailchimp: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, dict[str, int]] = field(default_factory=dict)  # joined / left / stayed / rows
+    warnings: list[str] = field(default_factory=list)
+    removal_guard: dict = field(default_factory=dict)
+    plan: dict[str, int] = field(default_factory=dict)  # profiles per action
+    full_sync_reason: str | None = None
+    state: dict = field(default_factory=dict)
     batches: list[dict] = field(default_factory=list)
     durations_s: dict[str, float] = field(default_factory=dict)
 
     def add_outcomes(self, outcomes: pa.Table) -> None:
-        counts = Counter(outcomes["outcome"].to_pylist())
-        self.created += counts[CREATED]
-        self.updated += counts[UPDATED]
-        failed = Counter(
-            e
-            for o, e in zip(outcomes["outcome"].to_pylist(), outcomes["error"].to_pylist(), strict=True)
-            if o == FAILED
-        )
-        for error, count in failed.items():
-            self.failed_at_mailchimp[error] = self.failed_at_mailchimp.get(error, 0) + count
+        values = outcomes["outcome"].to_pylist()
+        counts = Counter(values)
+        for name in OUTCOME_FIELDS:
+            setattr(self, name, getattr(self, name) + counts[name])
+        self.outcome_unknown += counts[UNKNOWN]
+        for outcome, error in zip(values, outcomes["error"].to_pylist(), strict=True):
+            if outcome == FAILED:
+                self.failed_at_mailchimp[error] = self.failed_at_mailchimp.get(error, 0) + 1
 
     @property
     def rejected_total(self) -> int:
@@ -144,23 +448,21 @@ class RunReport:
     def failed_total(self) -> int:
         return sum(self.failed_at_mailchimp.values())
 
+    def accounted(self) -> int:
+        settled = sum(getattr(self, name) for name in OUTCOME_FIELDS) + self.failed_total
+        return self.rejected_total + settled + (self.planned if self.dry_run else 0)
+
     def check(self) -> None:
-        accounted = (
-            self.rejected_total
-            + self.unchanged
-            + (self.planned if self.dry_run else self.created + self.updated + self.failed_total)
-        )
-        if accounted != self.profiles_read:
+        touched = self.profiles_read + self.leavers
+        if self.accounted() != touched:
+            parts = [f"{name} ({getattr(self, name)})" for name in OUTCOME_FIELDS if getattr(self, name)]
+            if self.dry_run:
+                parts.append(f"planned ({self.planned})")
             raise AccountingError(
-                f"profiles read ({self.profiles_read}) != rejected ({self.rejected_total}) + unchanged "
-                f"({self.unchanged}) + "
-                + (
-                    f"planned ({self.planned})"
-                    if self.dry_run
-                    else f"created ({self.created}) + updated ({self.updated}) + failed at Mailchimp "
-                    f"({self.failed_total})"
-                )
-                + f" = {accounted}; see the run's staging folder"
+                f"profiles read ({self.profiles_read}) + owned members that left ({self.leavers}) != "
+                f"rejected ({self.rejected_total}) + failed at Mailchimp ({self.failed_total}) + "
+                + " + ".join(parts or ["0"])
+                + f" = {self.accounted()}; see the run's staging folder"
             )
 
     def to_json(self) -> str:
@@ -173,24 +475,38 @@ class RunReport:
         lines = [
             f"Mailchimp export '{self.export}' -> audience {self.audience_id}"
             + (" (DRY RUN: nothing uploaded)" if self.dry_run else ""),
+            *(f"  WARNING: {warning}" for warning in self.warnings),
             f"  rows read            {self.rows_read:>10,}",
             f"  profiles read        {self.profiles_read:>10,}",
+            f"  owned members left   {self.leavers:>10,}",
             f"  rejected locally     {self.rejected_total:>10,}",
             *(f"    {reason:<20} {count:>8,}" for reason, count in sorted(self.rejected_locally.items())),
             f"  unchanged (skipped)  {self.unchanged:>10,}",
         ]
         if self.dry_run:
             lines.append(f"  would send           {self.planned:>10,}")
-        else:
+            lines += [f"    {action:<20} {count:>8,}" for action, count in sorted(self.plan.items())]
+        lines += [
+            f"  {name.replace('_', ' '):<20} {getattr(self, name):>10,}"
+            for name in OUTCOME_FIELDS
+            if name != UNCHANGED and (getattr(self, name) or name in (CREATED, UPDATED))
+        ]
+        if not self.dry_run:
             lines += [
-                f"  created              {self.created:>10,}",
-                f"  updated              {self.updated:>10,}",
                 f"  failed at Mailchimp  {self.failed_total:>10,}",
                 *(
                     f"    {error[:40]:<40} {count:>8,}"
                     for error, count in sorted(self.failed_at_mailchimp.items())
                 ),
             ]
+        if self.segments:
+            lines.append("  segments (joined / left / stayed):")
+            lines += [
+                f"    {name[:30]:<30} {c.get('joined', 0):>8,} {c.get('left', 0):>8,} {c.get('stayed', 0):>8,}"
+                for name, c in sorted(self.segments.items())
+            ]
+        if self.full_sync_reason:
+            lines.append(f"  full sync: {self.full_sync_reason}")
         if self.dropped_values:
             lines.append("  values left out (field:reason):")
             lines += [f"    {key:<40} {count:>8,}" for key, count in sorted(self.dropped_values.items())]

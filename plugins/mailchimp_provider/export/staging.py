@@ -173,9 +173,28 @@ class RunPaths:
     def job_outcomes(self, job: int) -> Any:
         return self.outcomes_dir / f"job-{job:05d}.parquet"
 
+    @property
+    def plan_dir(self) -> Any:
+        return self.root / "plan"
+
+    def tag_job_operations(self, job: int) -> Any:
+        return self.jobs_dir / f"tags-{job:05d}.jsonl"
+
+    def tag_job_index(self, job: int) -> Any:
+        return self.jobs_dir / f"tags-{job:05d}.index.parquet"
+
+    def tag_job_outcomes(self, job: int) -> Any:
+        return self.outcomes_dir / f"tags-{job:05d}.parquet"
+
     def cleanup_personal_data(self) -> None:
         """Remove staged personal data after a successful run; the report and rejects stay."""
-        for directory in (self.extract_dir, self.members_dir, self.jobs_dir, self.outcomes_dir):
+        for directory in (
+            self.extract_dir,
+            self.members_dir,
+            self.plan_dir,
+            self.jobs_dir,
+            self.outcomes_dir,
+        ):
             remove_tree(directory)
         for path in (self.archived,):
             if path.exists():

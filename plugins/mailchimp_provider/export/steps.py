@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -25,20 +26,23 @@ from mailchimp_provider.export.extract import (
     identifier_quote,
 )
 from mailchimp_provider.export.mapping import Audience, MappingError, MergeField, plan_fields
-from mailchimp_provider.export.reconcile import RunReport, job_outcomes
+from mailchimp_provider.export.plan import IN_TRANSIT, UNCHANGED, check_removals
+from mailchimp_provider.export.reconcile import RunReport
 from mailchimp_provider.export.staging import RunPaths
+from mailchimp_provider.export.state import ExportState, StateError, StateStore
 from mailchimp_provider.hooks.errors import MailchimpApiError, MailchimpConfigError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
-STATE_FILE = "fingerprints.parquet"
 PREPARE_SUMMARY = "prepare.json"
+AUDIENCE_CHECK = "audience_check.json"
+LOST_SAMPLE = 20  # owned members read back per run to notice members Mailchimp no longer has
 REJECTS_RETENTION_DAYS_ENV = "MAILCHIMP_EXPORT_RETENTION_DAYS"
 
 
-_USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles)
+_USER_MISTAKES = (MailchimpConfigError, MappingError, TooManyProfiles, StateError)
 
 
 def fail_fast_on_user_mistakes(step: Callable[P, R]) -> Callable[P, R]:
@@ -67,7 +71,7 @@ def _timed(started: float) -> float:
 
 
 @fail_fast_on_user_mistakes
-def check_audience(definition: ExportDefinition, run_id: str) -> dict:
+def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = False) -> dict:
     """Gate and snapshot: consent and permission first, then the audience's settings and archived members."""
     started = time.monotonic()
     hook = MailchimpHook(definition.mailchimp.conn_id)
@@ -82,16 +86,59 @@ def check_audience(definition: ExportDefinition, run_id: str) -> dict:
     )
     plan_fields(audience, definition.merge_field_columns())  # fail now on unknown or unmapped fields
     archived = list(hook.iter_member_hashes(list_id, "archived"))
+    state = state_store(definition).load()  # an unreadable state stops the run here, before any work
+    tag_ids = _tag_ids(hook, definition, create=not dry_run)
+    lost = _lost_members(hook, list_id, state)
+    full_sync_reason = None
+    if lost:
+        full_sync_reason = (
+            f"{len(lost)} of {min(LOST_SAMPLE, state.owned)} sampled members the export owns are missing from "
+            "the audience (deleted in Mailchimp, or Mailchimp lost them): every profile is sent again"
+        )
+        log.warning("Full sync: %s", full_sync_reason)
     paths = run_paths(definition, run_id)
     staging.make_dir(paths.root)
     staging.write_text(paths.audience, audience.to_json())
     staging.write_parquet(paths.archived, pa.table({"subscriber_hash": pa.array(archived, pa.string())}))
+    staging.write_text(
+        paths.root / AUDIENCE_CHECK,
+        json.dumps({"tag_ids": tag_ids, "full_sync_reason": full_sync_reason, "lost_members": lost}),
+    )
     return {
         "audience": audience.name,
         "double_optin": audience.double_optin,
         "archived_members": len(archived),
         "seconds": _timed(started),
     }
+
+
+def state_store(definition: ExportDefinition) -> StateStore:
+    return StateStore(
+        staging.export_state_dir(staging.base_path(), definition.export, definition.mailchimp.audience_id)
+    )
+
+
+def _tag_ids(hook: MailchimpHook, definition: ExportDefinition, create: bool) -> dict[str, int]:
+    """Every tag of the audience by name, with the export's own tags created when missing."""
+    list_id = definition.mailchimp.audience_id
+    ids = {str(s["name"]): int(s["id"]) for s in hook.iter_static_segments(list_id)}
+    if definition.mailchimp.tag_segments and create:
+        for tag in definition.segment_tags().values():
+            if tag not in ids:
+                ids[tag] = int(hook.create_static_segment(list_id, tag)["id"])
+                log.info("Created tag %r in audience %s", tag, list_id)
+    return ids
+
+
+def _lost_members(hook: MailchimpHook, list_id: str, state: ExportState) -> list[str]:
+    """The hashes of a random sample of owned members that the audience no longer has (404). Archived
+    members are still there (and are never restored); members deleted for good or lost are not."""
+    if not state.owned:
+        return []
+    rng = random.Random()
+    picks = rng.sample(range(state.owned), min(LOST_SAMPLE, state.owned))
+    hashes = state.members["subscriber_hash"].take(pa.array(picks, pa.int64())).to_pylist()
+    return [member_hash for member_hash in hashes if hook.get_member(list_id, member_hash) is None]
 
 
 def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
@@ -124,122 +171,217 @@ def extract_segment(definition: ExportDefinition, run_id: str, segments: list[st
     return {"rows": result.rows, "parts": result.parts, "seconds": _timed(started)}
 
 
-def _previous_fingerprints(definition: ExportDefinition, full_sync: bool) -> frozenset[int]:
-    if full_sync:
-        return frozenset()
-    state = staging.export_state_dir(staging.base_path(), definition.export, definition.mailchimp.audience_id)
-    path = state / STATE_FILE
-    if not path.exists():
-        return frozenset()
-    return frozenset(staging.read_parquet(path, ["fingerprint"])["fingerprint"].to_pylist())
-
-
-def _count_unchanged(paths: RunPaths, previous: frozenset[int]) -> int:
-    value_set = pa.array(list(previous), pa.int64())
-    return sum(
-        pc.sum(pc.is_in(t["fingerprint"], value_set=value_set)).as_py() or 0
-        for t in pipeline.read_parts(paths.members_dir)
-    )
+def _warnings(segments: list[str], rows: dict[str, int], state: ExportState) -> list[str]:
+    warnings = []
+    for segment in segments:
+        if rows.get(segment, 0) == 0:
+            before = state.segments.get(segment, 0)
+            warnings.append(
+                f"segment {segment!r} returned no rows"
+                + (f" (the last successful run found {before:,})" if before else "")
+            )
+    return warnings
 
 
 @fail_fast_on_user_mistakes
-def validate_and_map(definition: ExportDefinition, run_id: str, full_sync: bool = False) -> dict:
+def validate_and_map(
+    definition: ExportDefinition,
+    run_id: str,
+    segments: list[str] | None = None,
+    full_sync: bool = False,
+    allow_removals: bool = False,
+    dry_run: bool = False,
+) -> dict:
+    """Validate and map the rows, then plan against the export's state; the removal guard stops the run
+    here, before anything is sent."""
     started = time.monotonic()
+    segments = segments or definition.segment_names
     paths = run_paths(definition, run_id)
     audience = Audience.from_json(staging.read_text(paths.audience))
     archived = frozenset(staging.read_parquet(paths.archived)["subscriber_hash"].to_pylist())
+    checked = json.loads(staging.read_text(paths.root / AUDIENCE_CHECK))
     result = pipeline.prepare_in_staging(paths, definition, audience, archived)
-    unchanged = _count_unchanged(paths, _previous_fingerprints(definition, full_sync))
+    state = state_store(definition).load()
+    if checked["lost_members"]:  # no longer in the audience: no longer owned, sent as new if still exported
+        lost = pa.array(checked["lost_members"], pa.string())
+        state.members = state.members.filter(
+            pc.invert(pc.is_in(state.members["subscriber_hash"], value_set=lost))
+        )
+    full_sync_reason = checked["full_sync_reason"] or ("full_sync param" if full_sync else None)
+    plan = pipeline.plan_in_staging(paths, definition, state, segments, full_sync_reason is not None)
+    rows = pipeline.segment_rows(paths, definition)
+    for segment, counts in plan.segments.items():
+        counts["rows"] = rows.get(segment, 0)
+    warnings = _warnings(segments, rows, state)
+    for warning in warnings:
+        log.warning("%s", warning)
+    limits = definition.max_removals
+    blocked = check_removals(plan, limits.share, limits.count)
+    guard = {
+        "removals": plan.removals,
+        "owned": plan.owned,
+        "max_share": limits.share,
+        "max_count": limits.count,
+        "allowed_by_param": allow_removals,
+        "blocked": bool(blocked and not allow_removals and not dry_run),
+    }
     summary = {
         "rows_read": result.rows_read,
         "profiles_read": result.profiles_read,
-        "to_send": result.accepted - unchanged,
-        "unchanged": unchanged,
+        "to_send": plan.to_send,
+        "unchanged": plan.outcomes.get(UNCHANGED, 0),
         "rejected": result.rejected,
         "dropped_values": result.dropped_values,
         "status_if_new": pipeline.status_for_new_members(definition, audience),
+        "segments": segments,
+        "segment_rows": rows,
+        "plan": plan.to_dict(),
+        "warnings": warnings + ([f"removal guard: {blocked}"] if blocked else []),
+        "removal_guard": guard,
+        "full_sync_reason": full_sync_reason,
         "seconds": _timed(started),
     }
     staging.write_text(paths.root / PREPARE_SUMMARY, json.dumps(summary))
     log.info(
-        "Validated %s profiles: %s to send, %s unchanged, rejected %s",
+        "Validated %s profiles (rejected %s); plan: %s; %s owned members left",
         result.profiles_read,
-        summary["to_send"],
-        unchanged,
         result.rejected or "none",
+        plan.planned,
+        plan.leavers,
     )
-    return summary
+    if guard["blocked"]:
+        report = _report(definition, run_id, dry_run, summary, [], {"validate_and_map": summary["seconds"]})
+        report.plan = plan.planned
+        _write_report(paths, report)
+        log.error("Export stopped: %s", blocked)
+        raise AirflowFailException(f"Export '{definition.export}' stopped: {blocked}")
+    return {k: summary[k] for k in ("profiles_read", "to_send", "unchanged", "rejected", "seconds")}
 
 
-def chunk_jobs(
-    definition: ExportDefinition, run_id: str, dry_run: bool, full_sync: bool = False
-) -> list[dict]:
-    """Write the batch jobs and return one upload task's arguments per job (none on a dry run)."""
+def chunk_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list[dict]:
+    """Write the batch jobs of both phases; return one phase 1 upload task's arguments per job (none on
+    a dry run). Phase 2's come from :func:`tag_jobs`."""
     paths = run_paths(definition, run_id)
-    jobs = pipeline.chunk_in_staging(paths, definition, _previous_fingerprints(definition, full_sync))
+    checked = json.loads(staging.read_text(paths.root / AUDIENCE_CHECK))
+    members, tags = pipeline.chunk_in_staging(paths, definition, checked["tag_ids"])
     log.info(
-        "Chunked into %s batch job(s) of at most %s members%s",
-        len(jobs),
+        "Chunked into %s member job(s) and %s tag job(s) of at most %s members%s",
+        len(members),
+        len(tags),
         definition.job_size,
         " (dry run: none will be uploaded)" if dry_run else "",
     )
     if dry_run:
         return []
     return [
-        {"operations_path": str(paths.job_operations(job)), "results_path": str(paths.job_outcomes(job))}
-        for job in jobs
+        {"operations_path": str(paths.job_operations(j)), "results_path": str(paths.job_outcomes(j))}
+        for j in members
     ]
 
 
-def reconcile_run(
-    definition: ExportDefinition, run_id: str, dry_run: bool, uploads: list[dict], durations: dict[str, float]
-) -> dict:
-    """Outcomes for every profile, the invariant check, the report, the next run's state, the clean-up."""
-    started = time.monotonic()
+def tag_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list[dict]:
+    """One phase 2 (tags) upload task's arguments per job chunk wrote (none on a dry run)."""
+    if dry_run:
+        return []
     paths = run_paths(definition, run_id)
-    if uploads:
-        durations = {**durations, "mailchimp_batches": _batch_span(uploads)}
-    prepared = json.loads(staging.read_text(paths.root / PREPARE_SUMMARY))
-    report = RunReport(
+    jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".jsonl") if p.name.startswith("tags-")]
+    return [
+        {"operations_path": str(paths.tag_job_operations(j)), "results_path": str(paths.tag_job_outcomes(j))}
+        for j in range(len(jobs))
+    ]
+
+
+def _report(
+    definition: ExportDefinition,
+    run_id: str,
+    dry_run: bool,
+    prepared: dict,
+    uploads: list[dict],
+    durations: dict,
+) -> RunReport:
+    plan = prepared["plan"]
+    return RunReport(
         export=definition.export,
         run_id=run_id,
         audience_id=definition.mailchimp.audience_id,
         dry_run=dry_run,
         rows_read=prepared["rows_read"],
         profiles_read=prepared["profiles_read"],
-        rejected_locally=prepared["rejected"],
+        rejected_locally=dict(prepared["rejected"]),
         dropped_values=prepared["dropped_values"],
-        unchanged=prepared["unchanged"],
+        leavers=plan["leavers"],
+        segments=plan["segments"],
+        warnings=prepared["warnings"],
+        removal_guard=prepared["removal_guard"],
+        full_sync_reason=prepared["full_sync_reason"],
         batches=uploads,
         durations_s=durations,
     )
-    succeeded_hashes: list[pa.Array] = []
-    failed_tables = []
-    index_files = staging.sorted_files(paths.jobs_dir, ".index.parquet")
-    if dry_run:
-        report.planned = sum(staging.read_parquet(p, ["operation_id"]).num_rows for p in index_files)
-    else:
-        for job, index_path in enumerate(index_files):
-            outcomes = job_outcomes(
-                staging.read_parquet(index_path), staging.read_parquet(paths.job_outcomes(job))
-            )
-            report.add_outcomes(outcomes)
-            ok = outcomes.filter(pc.not_equal(outcomes["outcome"], "failed"))
-            succeeded_hashes.append(ok["subscriber_hash"].combine_chunks())
-            failed_tables.append(outcomes.filter(pc.equal(outcomes["outcome"], "failed")))
-    report.check()
-    report.durations_s["reconcile"] = _timed(started)
-    if failed_tables:
-        staging.write_parquet(paths.root / "mailchimp_rejects.parquet", pa.concat_tables(failed_tables))
-    if not dry_run:
-        _save_state(
-            definition,
-            paths,
-            pa.concat_arrays(succeeded_hashes) if succeeded_hashes else pa.array([], pa.string()),
-        )
+
+
+def _write_report(paths: RunPaths, report: RunReport) -> None:
     staging.write_text(paths.report, report.to_json())
     staging.write_text(paths.report_summary, report.summary() + "\n")
     log.info("%s\nReport: %s", report.summary(), paths.report)
+
+
+def reconcile_run(
+    definition: ExportDefinition,
+    run_id: str,
+    dry_run: bool,
+    uploads: list[dict],
+    durations: dict[str, float],
+    tag_uploads: list[dict] | None = None,
+) -> dict:
+    """Outcomes for every profile, the invariant check, the report, the export's new state, the clean-up.
+
+    A run whose profiles failed at Mailchimp beyond max_failed_share, or whose outcomes stay unknown,
+    fails here, after its report and state are written, so alerts fire and the next run knows."""
+    started = time.monotonic()
+    paths = run_paths(definition, run_id)
+    batches = uploads + (tag_uploads or [])
+    if batches:
+        durations = {**durations, "mailchimp_batches": _batch_span(batches)}
+    prepared = json.loads(staging.read_text(paths.root / PREPARE_SUMMARY))
+    report = _report(definition, run_id, dry_run, prepared, batches, durations)
+    plan = prepared["plan"]
+    report.plan = plan["planned"]
+    if dry_run:
+        report.planned = plan["to_send"]
+        for outcome, count in plan["outcomes"].items():
+            if outcome == "failed":
+                report.failed_at_mailchimp[IN_TRANSIT] = count
+            else:
+                setattr(report, outcome, getattr(report, outcome) + count)
+    else:
+        hook = MailchimpHook(definition.mailchimp.conn_id)
+        list_id = definition.mailchimp.audience_id
+        outcomes, rows = pipeline.settle_in_staging(
+            paths, lambda member_hash: hook.get_member(list_id, member_hash)
+        )
+        report.add_outcomes(outcomes)
+        failed = outcomes.filter(
+            pc.is_in(outcomes["outcome"], value_set=pa.array(["failed", "outcome_unknown"]))
+        )
+        if failed.num_rows:
+            staging.write_parquet(paths.root / "mailchimp_rejects.parquet", failed)
+        touched = pipeline.touched_ids(paths)
+        segments = {s: prepared["segment_rows"].get(s, 0) for s in prepared["segments"]}
+        generation, merged = state_store(definition).commit(
+            plan["generation"], touched, rows, segments, definition.segment_tags(), run_id
+        )
+        report.state = {"generation": generation, "merged_with_concurrent_run": merged}
+        if merged:
+            report.warnings.append(
+                "another run of this export committed while this one ran: the members both touched are "
+                "sent again in full by the next run"
+            )
+    report.check()
+    report.durations_s["reconcile"] = _timed(started)
+    _write_report(paths, report)
+    problem = _failure(definition, report, plan["to_send"])
+    if problem:
+        raise AirflowFailException(f"Export '{definition.export}': {problem}. Report: {paths.report}")
     paths.cleanup_personal_data()
     retention = float(os.environ.get(REJECTS_RETENTION_DAYS_ENV, "30"))
     staging.purge_old_runs(staging.base_path(), definition.export, retention)
@@ -253,23 +395,25 @@ def reconcile_run(
     }
 
 
+def _failure(definition: ExportDefinition, report: RunReport, sent: int) -> str | None:
+    if report.dry_run:
+        return None
+    if report.outcome_unknown:
+        return (
+            f"the outcome of {report.outcome_unknown:,} profile(s) is unknown (Mailchimp's results were "
+            "incomplete and reading the members back did not settle them); they are sent again in full "
+            "by the next run"
+        )
+    if sent and report.failed_total / sent > definition.max_failed_share:
+        return (
+            f"{report.failed_total:,} of {sent:,} profiles sent failed at Mailchimp, more than "
+            f"max_failed_share={definition.max_failed_share:g}; the causes are in the report"
+        )
+    return None
+
+
 def _batch_span(uploads: list[dict]) -> float:
     """Seconds from the first batch's submission to the last one's completion, by Mailchimp's clock."""
     starts = [dt.datetime.fromisoformat(u["submitted_at"]) for u in uploads if u.get("submitted_at")]
     ends = [dt.datetime.fromisoformat(u["completed_at"]) for u in uploads if u.get("completed_at")]
     return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-
-
-def _save_state(definition: ExportDefinition, paths: RunPaths, succeeded: pa.Array) -> None:
-    """Remember what the audience now holds: members sent successfully and those left unchanged."""
-    previous = pa.array(list(_previous_fingerprints(definition, full_sync=False)), pa.int64())
-    kept = []
-    for table in pipeline.read_parts(paths.members_dir):
-        keep = pc.or_(
-            pc.is_in(table["fingerprint"], value_set=previous),
-            pc.is_in(table["subscriber_hash"], value_set=succeeded),
-        )
-        kept.append(table.select(["subscriber_hash", "fingerprint"]).filter(keep))
-    state = staging.export_state_dir(staging.base_path(), definition.export, definition.mailchimp.audience_id)
-    table = pa.concat_tables(kept) if kept else pa.table({"subscriber_hash": [], "fingerprint": []})
-    staging.write_parquet(state / STATE_FILE, table)

@@ -147,6 +147,28 @@ class MailchimpHook(HttpHook):
         for member in self._paged(f"lists/{list_id}/members", "members", params):
             yield member["id"]
 
+    def iter_static_segments(self, list_id: str) -> Iterator[dict]:
+        """The audience's tags: static segments, each with ``id`` and ``name``."""
+        params = {"type": "static", "fields": "segments.id,segments.name,total_items"}
+        yield from self._paged(f"lists/{list_id}/segments", "segments", params)
+
+    def create_static_segment(self, list_id: str, name: str) -> dict:
+        """A new, empty tag."""
+        return self.call("POST", f"lists/{list_id}/segments", body={"name": name, "static_segment": []})
+
+    def get_member(self, list_id: str, member_hash: str) -> dict | None:
+        """One member's status and tags; None when the audience has no such member."""
+        try:
+            return self.call(
+                "GET",
+                f"lists/{list_id}/members/{member_hash}",
+                params={"fields": "id,status,tags"},
+            )
+        except MailchimpApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def _paged(self, endpoint: str, key: str, params: dict) -> Iterator[dict]:
         offset = 0
         while True:

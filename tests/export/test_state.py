@@ -1,0 +1,105 @@
+"""The export's state: committed members file first, then state.json; merged when runs overlap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from mailchimp_provider.export.state import DIRTY, STATE_SCHEMA, StateError, StateStore
+
+
+def rows(*members: tuple) -> pa.Table:
+    """(profile_id, tags, fingerprint) -> state rows."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "profile_id": pid,
+                "subscriber_hash": f"h-{pid}",
+                "email": f"{pid}@x.de",
+                "fingerprint": fp,
+                "tags": tags,
+                "segments": tags,
+                "created": True,
+            }
+            for pid, tags, fp in members
+        ],
+        schema=STATE_SCHEMA,
+    )
+
+
+def ids(*names: str) -> pa.Array:
+    return pa.array(names, pa.string())
+
+
+def by_id(store: StateStore) -> dict[str, dict]:
+    return {r["profile_id"]: r for r in store.load().members.to_pylist()}
+
+
+def test_commit_and_load_round_trip(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    assert store.load().generation == 0 and store.load().owned == 0  # a first run
+    assert store.commit(
+        0, ids("a", "b"), rows(("a", ["x"], 1), ("b", ["y"], 2)), {"x": 1}, {"x": "X"}, "r1"
+    ) == (
+        1,
+        False,
+    )
+    assert store.commit(1, ids("b"), rows(), {"y": 0}, {}, "r2") == (2, False)  # b left
+    state = store.load()
+    assert (state.generation, state.segments, state.segment_tags) == (2, {"x": 1, "y": 0}, {"x": "X"})
+    assert by_id(store) == {"a": {**rows(("a", ["x"], 1)).to_pylist()[0]}}
+    assert sorted(p.name for p in tmp_path.glob("members-*")) == ["members-00000002.parquet"]
+
+
+def test_a_commit_after_another_run_merges_what_both_touched_as_dirty(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.commit(0, ids("a", "b", "c"), rows(("a", ["x"], 1), ("b", ["x"], 2), ("c", ["x"], 3)), {}, {}, "r0")
+    # two runs planned from generation 1; the newer one commits first
+    store.commit(1, ids("a", "b"), rows(("a", ["y"], 10), ("b", ["x"], 20)), {}, {}, "newer")
+    generation, merged = store.commit(
+        1, ids("a", "b", "c"), rows(("a", ["z"], 11), ("c", ["x"], 30)), {}, {}, "older"
+    )
+    assert (generation, merged) == (3, True)
+    state = by_id(store)
+    assert state["a"]["fingerprint"] == DIRTY and state["a"]["tags"] == ["y", "z"]  # both runs' tags
+    assert state["b"]["fingerprint"] == DIRTY and state["b"]["tags"] == ["x"]  # dropped by one, kept by other
+    assert state["c"]["fingerprint"] == DIRTY
+    assert json.loads((tmp_path / "state.json").read_text())["merged_with_concurrent_run"] is True
+
+
+def test_a_crash_between_the_two_writes_keeps_the_old_state(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.commit(0, ids("a"), rows(("a", ["x"], 1)), {}, {}, "r1")
+    # the next commit wrote its members file, then died before state.json
+    pq.write_table(rows(("b", ["x"], 9)), tmp_path / "members-00000002.parquet")
+    state = store.load()
+    assert state.generation == 1 and state.members["profile_id"].to_pylist() == ["a"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: (d / "state.json").write_text("{not json"),
+        lambda d: (d / "state.json").write_text('{"generation": 1}'),
+        lambda d: (d / "members-00000001.parquet").write_bytes(b"PAR1 truncated"),
+        lambda d: (d / "members-00000001.parquet").unlink(),
+    ],
+)
+def test_an_unreadable_state_names_the_file_and_the_way_forward(tmp_path: Path, damage) -> None:
+    store = StateStore(tmp_path)
+    store.commit(0, ids("a"), rows(("a", ["x"], 1)), {}, {}, "r1")
+    damage(tmp_path)
+    with pytest.raises(StateError) as error:
+        store.load()
+    message = str(error.value)
+    assert str(tmp_path) in message and "delete the folder" in message and "\n" not in message
+
+
+def test_a_retried_commit_of_the_same_run_changes_nothing(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.commit(0, ids("a"), rows(("a", ["x"], 1)), {}, {}, "r1")
+    assert store.commit(0, ids("a"), rows(("a", ["x"], 1)), {}, {}, "r1") == (1, False)
+    assert by_id(store)["a"]["fingerprint"] == 1  # not taken for a concurrent run and made dirty
