@@ -243,13 +243,15 @@ class Preparer:
         if single:
             profile_rows = profile_groups = group_of = np.arange(n)
         else:
-            group_of = np.repeat(np.arange(groups), np.diff(np.append(starts, n)))
+            sizes = np.diff(np.append(starts, n))
+            group_of = np.repeat(np.arange(groups), sizes)
+            shared = np.repeat(sizes > 1, sizes)  # rows of groups with several rows
             firsts = (
-                pa.table({"group": group_of, "id": ids, "row": np.arange(n)})
+                pa.table({"group": group_of[shared], "id": ids.filter(shared), "row": np.flatnonzero(shared)})
                 .group_by(["group", "id"], use_threads=False)
                 .aggregate([("row", "min")])
             )
-            profile_rows = np.sort(firsts["row_min"].to_numpy())
+            profile_rows = np.sort(np.concatenate([starts[sizes == 1], firsts["row_min"].to_numpy()]))
             profile_groups = group_of[profile_rows]
         self.result.profiles_read += len(profile_rows)
 
@@ -282,7 +284,8 @@ class Preparer:
             else np.zeros(len(valid), bool)
         )
         candidates = np.flatnonzero(fresh & ~archived)  # positions in valid
-        data_json, complete = self._member_json(lead.take(valid[candidates]), valid_emails.take(candidates))
+        fields = lead.select(list(dict.fromkeys(f.column for f in s.fields)))
+        data_json, complete = self._member_json(fields.take(valid[candidates]), valid_emails.take(candidates))
         accepted = candidates[complete]
         members = valid[accepted]  # groups
 
