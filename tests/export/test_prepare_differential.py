@@ -374,3 +374,36 @@ def test_each_common_path_writes_what_map_values_gives(case, required) -> None:
         assert empty == (expected is None), value
         if expected is not None:
             assert written == json.dumps(expected, ensure_ascii=False, separators=(",", ":")), value
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows, st.integers(min_value=1, max_value=9), st.integers(min_value=2, max_value=4))
+def test_partitions_prepared_apart_add_up_to_the_whole(batch, chunk_rows, partitions) -> None:
+    batch = source_order(batch)
+    parts = [rows_to_table(batch[i : i + chunk_rows], NAMES) for i in range(0, len(batch), chunk_rows)]
+    fields = plan_fields(audience(False), TAGS)
+
+    def prepare(partition: int, count: int) -> tuple[object, list[dict], list[dict]]:
+        members: list[pa.Table] = []
+        rejects: list[pa.Table] = []
+        settings_ = PrepareSettings(
+            "id", "email", "segment", fields, "subscribed", True, partition=partition, partitions=count
+        )
+        result = Preparer(settings_, lambda i, t: members.append(t), lambda i, t: rejects.append(t)).run(
+            parts
+        )
+        return (
+            result,
+            [r for t in members for r in t.to_pylist()],
+            [r for t in rejects for r in t.to_pylist()],
+        )
+
+    whole, members, rejects = prepare(0, 1)
+    split = [prepare(k, partitions) for k in range(partitions)]
+    key = json.dumps
+    assert sorted(map(key, (m for _, ms, _ in split for m in ms))) == sorted(map(key, members))
+    assert sorted(map(key, (r for _, _, rs in split for r in rs))) == sorted(map(key, rejects))
+    assert sum(r.profiles_read for r, _, _ in split) == whole.profiles_read
+    assert sum(r.accepted for r, _, _ in split) == whole.accepted
+    hashes = [{m["subscriber_hash"] for m in ms} for _, ms, _ in split]
+    assert sum(map(len, hashes)) == len(set().union(*hashes))  # no address in two partitions

@@ -52,6 +52,11 @@ class PrepareSettings:
     tag_segments: bool
     archived_hashes: frozenset[str] = frozenset()
     segment_tags: Mapping[str, str] = field(default_factory=dict)  # segment -> tag when not its name
+    # Prepare only the addresses of one subscriber-hash partition (addresses that fail the check go
+    # to partition 0): all rows of an address land in one partition, so partitions prepared apart
+    # (several workers, each reading every extracted part) add up to the whole, exactly.
+    partition: int = 0
+    partitions: int = 1
 
     def tag_of(self, segment: str) -> str:
         return self.segment_tags.get(segment, segment)
@@ -253,7 +258,6 @@ class Preparer:
             )
             profile_rows = np.sort(np.concatenate([starts[sizes == 1], firsts["row_min"].to_numpy()]))
             profile_groups = group_of[profile_rows]
-        self.result.profiles_read += len(profile_rows)
 
         # The email check: rows its common path did not take are checked one by one.
         rare = pc.is_null(email)
@@ -269,6 +273,18 @@ class Preparer:
         valid = np.flatnonzero(pc.is_valid(email).to_numpy(zero_copy_only=False))
         valid_emails = email.take(valid)
         digests = _digests(pc.ascii_lower(valid_emails), _md5)  # valid addresses are ASCII
+        if s.partitions > 1:
+            partition_of = np.zeros(groups, np.int64)
+            partition_of[valid] = np.frombuffer(digests, np.uint8)[::16] % s.partitions
+            mine = partition_of == s.partition
+            ours = mine[valid]
+            valid, valid_emails = valid[ours], valid_emails.filter(ours)
+            digests = np.frombuffer(digests, np.uint8).reshape(-1, 16)[ours].tobytes()
+            profile_rows, profile_groups = (
+                profile_rows[mine[profile_groups]],
+                profile_groups[mine[profile_groups]],
+            )
+        self.result.profiles_read += len(profile_rows)
         hashes = _hex(digests, 16)
         seen, add = self._seen, self._seen.add
         first_bits = np.frombuffer(digests, ">u8")[::2].tolist()
