@@ -407,3 +407,11 @@ def test_partitions_prepared_apart_add_up_to_the_whole(batch, chunk_rows, partit
     assert sum(r.accepted for r, _, _ in split) == whole.accepted
     hashes = [{m["subscriber_hash"] for m in ms} for _, ms, _ in split]
     assert sum(map(len, hashes)) == len(set().union(*hashes))  # no address in two partitions
+
+
+def test_an_export_without_merge_fields() -> None:
+    rows = [("P1", "a@b.de", "s1"), ("P2", "bad", "s1"), ("P3", "c@d.de", None)]
+    both(
+        PrepareSettings("id", "email", "segment", [], "subscribed", True),
+        [rows_to_table(rows, ["id", "email", "segment"])],
+    )

@@ -300,7 +300,8 @@ class Preparer:
             else np.zeros(len(valid), bool)
         )
         candidates = np.flatnonzero(fresh & ~archived)  # positions in valid
-        fields = lead.select(list(dict.fromkeys(f.column for f in s.fields)))
+        # The merge fields' columns; the email column's too, so the row count stays when there are none.
+        fields = lead.select(list(dict.fromkeys([s.email_column, *(f.column for f in s.fields)])))
         data_json, complete = self._member_json(fields.take(valid[candidates]), valid_emails.take(candidates))
         accepted = candidates[complete]
         members = valid[accepted]  # groups
