@@ -7,7 +7,8 @@ project's own stages against the local Mailchimp server (uploads 8 at a time, as
 tasks run in the mailchimp_api pool), and compares with
 - the naive way: the official client, one `set_list_member` PUT per profile in a loop, on a sample,
   extrapolated to N; with the server adding 20 ms to every request and with no added latency;
-- the floor: reading the rows into Arrow and serializing the JSON request bodies, the least any exporter does.
+- the floor: reading the rows into Arrow and writing the JSON request bodies from its columns with orjson,
+  the least any exporter does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import yaml
 
@@ -39,19 +41,24 @@ QUERY = (
     "SELECT 'all' AS segment, customer_id, email, first_name, last_name, city, country, lifetime_value "
     "FROM customer_profiles"
 )
-# The churn run after the first export: 5% of the profiles leave (bucket 0-4 of the id's last two digits),
-# as many new ones join (bucket 5-9 again, under new ids and addresses), 1% change address (bucket 10).
-_BUCKET = "CAST(substr(customer_id, 7, 2) AS INTEGER)"
+# The churn run after the first export (issue 14): 0.5% of the profiles leave (bucket 0-4 of the id's last
+# three digits), as many new ones join (bucket 5-9 again, under new ids and addresses), 1% change their
+# data (bucket 10-19: a new city).
+_BUCKET = "CAST(substr(customer_id, 6, 3) AS INTEGER)"
 CHURN_QUERY = (
-    "SELECT 'all' AS segment, customer_id, "
-    f"CASE WHEN {_BUCKET} = 10 THEN 'moved.' || email ELSE email END AS email, "
-    f"first_name, last_name, city, country, lifetime_value FROM customer_profiles WHERE {_BUCKET} >= 5 "
+    "SELECT 'all' AS segment, customer_id, email, first_name, last_name, "
+    f"CASE WHEN {_BUCKET} BETWEEN 10 AND 19 THEN city || ' Nord' ELSE city END AS city, country, "
+    f"lifetime_value FROM customer_profiles WHERE {_BUCKET} >= 5 "
     "UNION ALL SELECT 'all' AS segment, 'J' || customer_id, 'joined.' || email, first_name, last_name, city, "
     f"country, lifetime_value FROM customer_profiles WHERE {_BUCKET} BETWEEN 5 AND 9"
 )
+CHURN = {"untagged": 0.005, "created": 0.005, "updated": 0.01}  # the outcomes the scenario must give
 UPLOAD_PARALLELISM = 8  # the mailchimp_api pool's slots
-TARGET_SECONDS_1M = 120.0
-TARGET_FLOOR_RATIO = 3.0
+# Issue 14's targets, for 1,000,000 profiles (seconds scale with N).
+TARGET_SECONDS_1M = 60.0  # whole export, no added latency
+TARGET_FLOOR_RATIO = 2.0  # preparation against the floor
+TARGET_RECONCILE_1M = 5.0
+TARGET_CHURN_1M = 20.0  # warehouse to submitted batches of a churn run
 TARGET_NAIVE_RATIO = 100.0
 
 
@@ -172,32 +179,36 @@ class Warehouse:
 
 
 def floor(warehouse: Warehouse) -> float:
-    """Read every row into Arrow and serialize the batch-subscribe bodies: nothing less will do."""
+    """Read every row into Arrow and write the batch-subscribe bodies from its columns with orjson, the
+    fastest JSON encoder we have: nothing less will do, so the ratio to it does not flatter us."""
     started = time.perf_counter()
     conn, cursor = warehouse.cursor()
     cursor.execute(QUERY)
     while rows := cursor.fetchmany(50_000):
-        table = pa.Table.from_arrays(
-            [pa.array(c) for c in zip(*rows, strict=True)],
-            names=["segment", "id", "email", "first", "last", "city", "country", "ltv"],
+        arrays = [pa.array(c) for c in zip(*rows, strict=True)]
+        # PostgreSQL's NUMERIC arrives as Decimal, which JSON has no type for: a float, cast in Arrow.
+        _, _, email, first, last, city, country, ltv = (
+            (a.cast(pa.float64()) if pa.types.is_decimal(a.type) else a).to_pylist() for a in arrays
         )
-        records = table.to_pylist()
-        for start in range(0, len(records), 500):
+        for start in range(0, len(rows), 500):
+            stop = start + 500
             members = [
                 {
-                    "email_address": r["email"],
+                    "email_address": e,
                     "status_if_new": "subscribed",
-                    "merge_fields": {
-                        "FNAME": r["first"],
-                        "LNAME": r["last"],
-                        "CITY": r["city"],
-                        "COUNTRY": r["country"],
-                        "LTV": r["ltv"],
-                    },
+                    "merge_fields": {"FNAME": f, "LNAME": la, "CITY": c, "COUNTRY": co, "LTV": v},
                 }
-                for r in records[start : start + 500]
+                for e, f, la, c, co, v in zip(
+                    email[start:stop],
+                    first[start:stop],
+                    last[start:stop],
+                    city[start:stop],
+                    country[start:stop],
+                    ltv[start:stop],
+                    strict=True,
+                )
             ]
-            json.dumps({"members": members, "update_existing": True}, default=str)  # NUMERIC comes as Decimal
+            orjson.dumps({"members": members, "update_existing": True})
     conn.close()
     return time.perf_counter() - started
 
@@ -359,9 +370,8 @@ def churn(warehouse: Warehouse, workdir: Path, profiles: int, first: Any) -> lis
 
     settle_stage, outcomes = measure("churn: reconcile and commit state", prepared.profiles_read, settle)
     counts = Counter(outcomes["outcome"].to_pylist())
-    expected = {"untagged": 0.05, "created": 0.05, "email_changed": 0.01}
-    for outcome, share in expected.items():  # the scenario happened as described
-        assert abs(counts.get(outcome, 0) - share * profiles) <= 0.01 * profiles + 50, counts
+    for outcome, share in CHURN.items():  # the scenario happened as described
+        assert abs(counts.get(outcome, 0) - share * profiles) <= 0.002 * profiles + 20, counts
     return [plan_stage, members, tags, settle_stage]
 
 
@@ -428,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     warehouse.drop()
                 report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, len(jobs), churned)
+            paced(out, n)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if write:
@@ -451,10 +462,11 @@ def report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, job
     for stage in stages + uploads + churned:
         out(fmt_stage(stage))
     out()
+    decide = churned[0].seconds
     out(
-        f"- churn run (5% leave, 5% join, 1% change address) against the first export's state: "
-        f"{sum(s.seconds for s in churned):.1f} s, beside {total[0]:.1f} s for the first full export "
-        "(no added latency)"
+        f"- churn run (0.5% leave, 0.5% join, 1% change) against the first export's state: {decide:.1f} s "
+        f"to decide what to send (warehouse to batch jobs written), {sum(s.seconds for s in churned):.1f} s "
+        f"in all, beside {total[0]:.1f} s for the first full export (no added latency)"
     )
     out(f"- batch jobs: {jobs} (an Airflow run uses {jobs + 5} task instances)")
     out(
@@ -472,17 +484,28 @@ def report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, job
             f"profiles; ours is {naive_total / total[ms]:,.0f}x faster"
         )
     out()
-    limit = TARGET_SECONDS_1M * scale
+    reconcile_s = by["reconcile (0 ms)"].seconds
     checks = [
         (
-            f"whole export under {limit:.0f} s (120 s for 1M, scaled to {n:,})",
-            total[20] <= limit,
-            f"{total[20]:.1f} s",
+            f"whole export under {TARGET_SECONDS_1M * scale:.0f} s ({TARGET_SECONDS_1M:.0f} s for 1M, "
+            "scaled; no added latency)",
+            total[0] <= TARGET_SECONDS_1M * scale,
+            f"{total[0]:.1f} s",
         ),
         (
             f"preparation within {TARGET_FLOOR_RATIO:.0f}x the floor",
             prep / floor_s <= TARGET_FLOOR_RATIO,
             f"{prep / floor_s:.2f}x",
+        ),
+        (
+            f"reconcile under {TARGET_RECONCILE_1M * scale:.1f} s ({TARGET_RECONCILE_1M:.0f} s for 1M, scaled)",
+            reconcile_s <= TARGET_RECONCILE_1M * scale,
+            f"{reconcile_s:.1f} s",
+        ),
+        (
+            f"churn run decided under {TARGET_CHURN_1M * scale:.0f} s ({TARGET_CHURN_1M:.0f} s for 1M, scaled)",
+            decide <= TARGET_CHURN_1M * scale,
+            f"{decide:.1f} s",
         ),
         (
             f"at least {TARGET_NAIVE_RATIO:.0f}x faster than the naive way at 20 ms",
@@ -492,6 +515,51 @@ def report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, job
     ]
     for text, met, figure in checks:
         out(f"- target: {text}: {figure} -> {'MET' if met else 'MISSED'}")
+
+
+PACED_JOB_SIZES = (5_000, 50_000, 500_000)
+
+
+def paced(out: Callable[..., None], n: int) -> None:
+    """Time to audience under the local server's realistic pace, computed from that model (running it
+    for 1,000,000 profiles takes minutes a job size): the server applies one batch at a time at the modelled
+    rate, and each batch stays `finalizing` for the modelled delay while the next one runs."""
+    from mailchimp_emulator.pace import PRESETS
+    from mailchimp_provider.export.chunk import MEMBERS_PER_OPERATION
+
+    pace = PRESETS["realistic"]
+    per_op = 60 / pace.operations_per_minute
+    operations = -(-n // MEMBERS_PER_OPERATION)
+    out()
+    out(f"## Time to audience under Mailchimp's modelled pace ({n:,} new members)")
+    out()
+    out(
+        f"The local server's `realistic` pace: {pace.operations_per_minute:,.0f} operations a minute, "
+        f"{pace.parallel_batches} batch at a time, {pace.finish_delay:.0f} s between a batch's last operation "
+        "and `finished` (sources in include/mailchimp_emulator/README.md). A batch-subscribe operation "
+        f"carries {MEMBERS_PER_OPERATION} members, so {n:,} members are {operations:,} operations whatever the "
+        "job size."
+    )
+    out()
+    out(
+        "| job size | batch jobs | task instances | first job finished | all finished | re-sent if one job fails |"
+    )
+    out("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for size in PACED_JOB_SIZES:
+        jobs = -(-n // size)
+        first = min(size, n) / MEMBERS_PER_OPERATION * per_op + pace.finish_delay
+        last = operations * per_op + pace.finish_delay
+        out(
+            f"| {size:,} | {jobs:,} | {jobs + 5:,} | {first / 60:.1f} min | {last / 60:.1f} min | "
+            f"{min(size, n):,} members |"
+        )
+    out()
+    out(
+        "- Mailchimp's pace, not ours, sets the time to audience: the preparation above is seconds, the "
+        "modelled apply minutes. The job size barely changes when the last member lands; it changes when the "
+        "first outcomes arrive, how many upload tasks a run maps (at most 200) and how much a failed job "
+        "re-sends. The default, 50,000, keeps 1,000,000 profiles at 20 jobs with first outcomes in minutes."
+    )
 
 
 def machine() -> str:

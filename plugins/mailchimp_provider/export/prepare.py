@@ -1,7 +1,7 @@
 """Validate and map: turn extracted rows into Mailchimp members and locally rejected profiles.
 
 The output contract (``MEMBER_SCHEMA``): per accepted profile its address, subscriber hash, the member
-object without tags as JSON (``data_json``, written only by :func:`member_json`), a ``fingerprint`` of that
+object without tags as JSON (``data_json``: what :func:`member_json` writes), a ``fingerprint`` of that
 JSON, the Mailchimp ``tags`` of the run's segments it is in (none when segments are not tagged) and those
 ``segments`` by name (both sorted). Deciding what to send is not prepare's job: it depends on what the
 export already gave Mailchimp.
@@ -14,15 +14,18 @@ accepted address for the cross-chunk duplicate check.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from mailchimp_provider.export.mapping import FieldPlan, map_values
+from mailchimp_provider.export.mapping import FieldPlan, json_strings, map_columns, map_values
 from mailchimp_provider.export.member_fields import MemberFieldPlan
-from mailchimp_provider.export.validate import Reason, normalise_email, subscriber_hash
+from mailchimp_provider.export.validate import Reason, normalise_email, normalise_emails
 
 MEMBER_SCHEMA = pa.schema(
     [
@@ -51,6 +54,11 @@ class PrepareSettings:
     archived_hashes: frozenset[str] = frozenset()
     segment_tags: Mapping[str, str] = field(default_factory=dict)  # segment -> tag when not its name
     member_fields: MemberFieldPlan | None = None  # interests, language, VIP, marketing permissions
+    # Prepare only the addresses of one subscriber-hash partition (addresses that fail the check go
+    # to partition 0): all rows of an address land in one partition, so partitions prepared apart
+    # (several workers, each reading every extracted part) add up to the whole, exactly.
+    partition: int = 0
+    partitions: int = 1
 
     def tag_of(self, segment: str) -> str:
         return self.segment_tags.get(segment, segment)
@@ -96,30 +104,82 @@ def fingerprint(data_json: str) -> int:
     return int.from_bytes(hashlib.blake2b(data_json.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-class _PartWriter:
-    """Buffers output rows and writes a Parquet part per input part."""
+@dataclass
+class _Rejects:
+    """Rejected profiles of one part, kept in the order the row-by-row rules would give them: by
+    address group, and within it by the profile's first row (``order``), a group's lead last when the
+    member itself is refused after its duplicates were."""
 
-    def __init__(self, schema: pa.Schema, write: Callable[[int, pa.Table], None]) -> None:
-        self.schema = schema
-        self.write = write
-        self.rows: list[tuple] = []
+    group: list[int] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+    rows: list[tuple[str | None, str | None, str, str]] = field(default_factory=list)
 
-    def add(self, *values: object) -> None:
-        self.rows.append(values)
+    def add(
+        self, group: int, order: int, profile_id: str | None, email: str | None, reason: Reason, detail: str
+    ) -> None:
+        self.group.append(group)
+        self.order.append(order)
+        self.rows.append((profile_id, email, reason.value, detail))
 
-    def flush(self, index: int) -> None:
-        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(self.schema)
-        self.write(
-            index,
-            pa.Table.from_arrays(
-                [pa.array(c, t.type) for c, t in zip(columns, self.schema, strict=True)], schema=self.schema
-            ),
+    def table(self) -> pa.Table:
+        ranked = sorted(range(len(self.rows)), key=lambda i: (self.group[i], self.order[i]))
+        columns = list(zip(*(self.rows[i] for i in ranked), strict=True)) or [()] * len(REJECT_SCHEMA)
+        return pa.Table.from_arrays(
+            [pa.array(c, t.type) for c, t in zip(columns, REJECT_SCHEMA, strict=True)], schema=REJECT_SCHEMA
         )
-        self.rows = []
+
+
+def _digests(strings: pa.Array, digest: Callable[[memoryview], bytes]) -> bytes:
+    """``digest`` of each string's UTF-8 bytes, concatenated: read straight from Arrow's buffers, with
+    no Python string made per row."""
+    _, offsets, data = strings.buffers()
+    ends = np.frombuffer(offsets, np.int32)[strings.offset : strings.offset + len(strings) + 1].tolist()
+    view = memoryview(data if data is not None else b"")
+    return b"".join([digest(view[a:b]) for a, b in itertools.pairwise(ends)])
+
+
+def _md5(data: memoryview) -> bytes:
+    return hashlib.md5(data).digest()  # noqa: S324 - Mailchimp's subscriber hash
+
+
+def _blake8(data: memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+def _hex(digests: bytes, size: int) -> pa.Array:
+    """Digests of ``size`` bytes each as lower-case hex strings."""
+    count = len(digests) // size
+    offsets = pa.py_buffer(np.arange(0, (count + 1) * 2 * size, 2 * size, dtype=np.int32).tobytes())
+    return pa.StringArray.from_buffers(count, offsets, pa.py_buffer(digests.hex().encode()))
+
+
+def _list_column(owner: np.ndarray, values: pa.Array, count: int) -> pa.Array:
+    """A list per owner 0..count-1 from values ordered by owner."""
+    offsets = np.zeros(count + 1, np.int32)
+    np.cumsum(np.bincount(owner, minlength=count), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _group_starts(keys: pa.Array) -> np.ndarray:
+    """First row of each run of equal keys (missing addresses form runs too, as in ``==`` on None)."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64)
+    before, after = keys.slice(0, len(keys) - 1), keys.slice(1)
+    same = pc.or_(
+        pc.fill_null(pc.equal(before, after), False), pc.and_(pc.is_null(before), pc.is_null(after))
+    )
+    return np.concatenate([[0], np.flatnonzero(~same.to_numpy(zero_copy_only=False)) + 1])
 
 
 class Preparer:
-    """Streams extracted parts through validation and mapping; one instance per run."""
+    """Streams extracted parts through validation and mapping; one instance per run.
+
+    Whole columns go through Arrow compute: the email check's common path, the group of each address,
+    merge-field conversion and the member JSON. Python handles only the rows that need it (missing,
+    padded, non-ASCII or malformed addresses, odd merge-field values, the profiles of a shared
+    address). The output is exactly what applying the rules row by row gives (tests/export hold that
+    reference and compare).
+    """
 
     def __init__(
         self,
@@ -128,109 +188,262 @@ class Preparer:
         write_rejects: Callable[[int, pa.Table], None],
     ) -> None:
         self.settings = settings
-        self.members = _PartWriter(MEMBER_SCHEMA, write_members)
-        self.rejects = _PartWriter(REJECT_SCHEMA, write_rejects)
+        self.write_members = write_members
+        self.write_rejects = write_rejects
         self.result = PrepareResult()
         self._seen: set[int] = set()
+        self._archived = pa.array(sorted(settings.archived_hashes), pa.string())
+        self._status = _STRING(settings.status_if_new)
 
     def run(self, parts: Iterable[pa.Table]) -> PrepareResult:
-        group: list[dict] = []
-        group_key: object = object()
-        email_column = self.settings.email_column
-        for index, table in enumerate(parts):
-            names = table.column_names
-            email_at = names.index(email_column)
-            rows = list(zip(*(table[name].to_pylist() for name in names), strict=True))
-            self.result.rows_read += len(rows)
-            for row in rows:
-                raw = row[email_at]
-                key = raw.strip().lower() if raw else None
-                if key != group_key and group:
-                    self._flush_group(group)
-                    group = []
-                group_key = key
-                group.append(dict(zip(names, row, strict=True)))
-            # The last group may continue in the next part, so it is carried over, not flushed.
-            self._write_parts(index, carry=True)
+        carry: pa.Table | None = None
+        for index, part in enumerate(parts):
+            self.result.rows_read += part.num_rows
+            table = part.cast(pa.schema([(name, pa.string()) for name in part.column_names]))
+            if carry is not None:
+                table = pa.concat_tables([carry, table])
+            table = table.combine_chunks()
+            emails, starts = self._groups(table)
+            # The last address may continue in the next part, so its rows are carried over.
+            last = int(starts[-1]) if len(starts) else table.num_rows
+            if last:
+                self._write(index, self._prepare(table.slice(0, last), emails.slice(0, last), starts[:-1]))
+            carry = table.slice(last)
             self.result.parts = index + 1
-        if group:
-            self._flush_group(group)
-        self._write_parts(self.result.parts, carry=False)
+        if carry is not None and carry.num_rows:
+            emails, starts = self._groups(carry)
+            members, rejects = self._prepare(carry, emails, starts)
+        else:
+            members, rejects = MEMBER_SCHEMA.empty_table(), REJECT_SCHEMA.empty_table()
+        self._write(self.result.parts, (members, rejects), always=True)
         return self.result
 
-    def _write_parts(self, index: int, *, carry: bool) -> None:
-        if carry and not self.members.rows and not self.rejects.rows:
-            return
-        self.members.flush(index)
-        self.rejects.flush(index)
+    def _write(self, index: int, tables: tuple[pa.Table, pa.Table], *, always: bool = False) -> None:
+        members, rejects = tables
+        if always or members.num_rows or rejects.num_rows:
+            self.write_members(index, members)
+            self.write_rejects(index, rejects)
 
-    def _reject(self, profile_id: str, email: str | None, reason: Reason, detail: str) -> None:
-        self.rejects.add(profile_id, email, reason.value, detail)
-        self.result.rejected[reason.value] = self.result.rejected.get(reason.value, 0) + 1
+    def _groups(self, table: pa.Table) -> tuple[pa.Array, np.ndarray]:
+        """Each row's address normalised where its common path applies (null elsewhere), and the first
+        row of each address group; the group key is the trimmed, lower-cased raw address."""
+        raw = table[self.settings.email_column].chunk(0) if table.num_rows else pa.array([], pa.string())
+        emails = normalise_emails(raw)
+        rare = pc.is_null(emails)
+        keys = pc.replace_with_mask(
+            pc.ascii_lower(raw),
+            rare,
+            pa.array([v.strip().lower() if v else None for v in raw.filter(rare).to_pylist()], pa.string()),
+        )
+        return emails, _group_starts(keys)
 
-    def _flush_group(self, rows: list[dict]) -> None:
-        """One address's rows: at most one member, every other profile rejected with its reason."""
+    def _prepare(self, table: pa.Table, emails: pa.Array, starts: np.ndarray) -> tuple[pa.Table, pa.Table]:
+        """Complete address groups (``starts``: each group's first row): at most one member per
+        address, every other profile rejected with its reason."""
         s = self.settings
-        id_column, email_column = s.id_column, s.email_column
-        first = rows[0]
-        first_id = first[id_column]
-        if len(rows) == 1:  # the common case: one profile in one segment
-            others: list[dict] = []
+        n, groups = table.num_rows, len(starts)
+        ids, raw = table[s.id_column].chunk(0), table[s.email_column].chunk(0)
+        single = groups == n  # the common case: one row per address
+        lead = table if single else table.take(starts)
+        email = emails if single else emails.take(starts)
+
+        # Each distinct profile of a group, at its first row; the group's lead profile comes first.
+        if single:
+            profile_rows = profile_groups = group_of = np.arange(n)
         else:
-            by_profile: dict[str, dict] = {}
-            for row in rows:
-                by_profile.setdefault(row[id_column], row)
-            others = list(by_profile.values())[1:]
-        self.result.profiles_read += 1 + len(others)
-        raw_email = first[email_column]
-        check = normalise_email(raw_email)
-        if check.reason:
-            for row in (first, *others):
-                self._reject(row[id_column], row[email_column], check.reason, check.detail)
-            return
-        email = check.email
-        member_hash = subscriber_hash(email)
-        seen_key = int(member_hash[:16], 16)
-        if seen_key in self._seen:
-            for row in (first, *others):
-                self._reject(
-                    row[id_column],
-                    row[email_column],
-                    Reason.DUPLICATE_EMAIL,
-                    "address already exported for another profile",
-                )
-            return
-        self._seen.add(seen_key)
-        for row in others:
-            self._reject(
-                row[id_column],
-                row[email_column],
-                Reason.DUPLICATE_EMAIL,
-                f"same address as profile {first_id}",
+            sizes = np.diff(np.append(starts, n))
+            group_of = np.repeat(np.arange(groups), sizes)
+            shared = np.repeat(sizes > 1, sizes)  # rows of groups with several rows
+            firsts = (
+                pa.table({"group": group_of[shared], "id": ids.filter(shared), "row": np.flatnonzero(shared)})
+                .group_by(["group", "id"], use_threads=False)
+                .aggregate([("row", "min")])
             )
-        if member_hash in s.archived_hashes:
-            self._reject(
-                first_id,
-                raw_email,
+            profile_rows = np.sort(np.concatenate([starts[sizes == 1], firsts["row_min"].to_numpy()]))
+            profile_groups = group_of[profile_rows]
+
+        # The email check: rows its common path did not take are checked one by one.
+        rare = pc.is_null(email)
+        rare_groups = np.flatnonzero(rare.to_numpy(zero_copy_only=False))
+        checks = [normalise_email(v) for v in raw.take(starts[rare_groups]).to_pylist()]
+        if checks:
+            email = pc.replace_with_mask(email, rare, pa.array([c.email for c in checks], pa.string()))
+        refused: dict[int, tuple[Reason, str]] = {
+            int(g): (c.reason, c.detail) for g, c in zip(rare_groups, checks, strict=True) if c.reason
+        }
+
+        # One member per address over the whole run, by the subscriber hash's first 64 bits.
+        valid = np.flatnonzero(pc.is_valid(email).to_numpy(zero_copy_only=False))
+        valid_emails = email.take(valid)
+        digests = _digests(pc.ascii_lower(valid_emails), _md5)  # valid addresses are ASCII
+        if s.partitions > 1:
+            partition_of = np.zeros(groups, np.int64)
+            partition_of[valid] = np.frombuffer(digests, np.uint8)[::16] % s.partitions
+            mine = partition_of == s.partition
+            ours = mine[valid]
+            valid, valid_emails = valid[ours], valid_emails.filter(ours)
+            digests = np.frombuffer(digests, np.uint8).reshape(-1, 16)[ours].tobytes()
+            profile_rows, profile_groups = (
+                profile_rows[mine[profile_groups]],
+                profile_groups[mine[profile_groups]],
+            )
+        self.result.profiles_read += len(profile_rows)
+        hashes = _hex(digests, 16)
+        seen, add = self._seen, self._seen.add
+        first_bits = np.frombuffer(digests, ">u8")[::2].tolist()
+        repeated = [i for i, key in enumerate(first_bits) if key in seen or add(key)]
+        for i in repeated:
+            refused[int(valid[i])] = (Reason.DUPLICATE_EMAIL, "address already exported for another profile")
+        fresh = np.ones(len(valid), bool)
+        fresh[repeated] = False
+
+        archived = (
+            pc.is_in(hashes, value_set=self._archived).to_numpy(zero_copy_only=False)
+            if len(self._archived)
+            else np.zeros(len(valid), bool)
+        )
+        candidates = np.flatnonzero(fresh & ~archived)  # positions in valid
+        # The merge fields' columns; the email column's too, so the row count stays when there are none.
+        fields = lead.select(list(dict.fromkeys([s.email_column, *(f.column for f in s.fields)])))
+        data_json, complete = self._member_json(fields.take(valid[candidates]), valid_emails.take(candidates))
+        accepted = candidates[complete]
+        members = valid[accepted]  # groups
+
+        rejects = _Rejects()
+        whole = np.isin(profile_groups, list(refused))
+        shared = ~whole & np.isin(profile_groups, valid[fresh]) & (profile_rows != starts[profile_groups])
+        for row, group in zip(
+            profile_rows[whole | shared].tolist(), profile_groups[whole | shared].tolist(), strict=True
+        ):
+            if group in refused:
+                reason, detail = refused[group]
+            else:
+                reason, detail = (
+                    Reason.DUPLICATE_EMAIL,
+                    f"same address as profile {ids[starts[group]].as_py()}",
+                )
+            rejects.add(group, row, ids[row].as_py(), raw[row].as_py(), reason, detail)
+        for group in valid[fresh & archived].tolist():
+            rejects.add(
+                group,
+                n,
+                ids[starts[group]].as_py(),
+                raw[starts[group]].as_py(),
                 Reason.ARCHIVED_IN_AUDIENCE,
                 "the member is archived in Mailchimp; exports never restore archived members",
             )
-            return
-        merge_fields = map_values(s.fields, first, self.result.dropped_values)
-        if merge_fields is None:
-            self._reject(
-                first_id,
-                raw_email,
+        for group in valid[candidates[~complete]].tolist():
+            rejects.add(
+                group,
+                n,
+                ids[starts[group]].as_py(),
+                raw[starts[group]].as_py(),
                 Reason.MISSING_REQUIRED_MERGE_FIELD,
                 "a required merge field is empty or invalid",
             )
-            return
-        segment_column = s.segment_column
-        segments = sorted({row[segment_column] for row in rows if row[segment_column]})
-        tags = sorted(s.tag_of(segment) for segment in segments) if s.tag_segments else []
-        more = ""
+        for _, _, reason, _ in rejects.rows:
+            self.result.rejected[reason] = self.result.rejected.get(reason, 0) + 1
+        self.result.accepted += len(members)
+
+        data_json = data_json.filter(complete)
+        segments, tags = self._segments(table, group_of, members, single)
         if s.member_fields:
-            more = s.member_fields.fragment(first, segments, self.result.dropped_values)
-        encoded = member_json(email, s.status_if_new, merge_fields, more)
-        self.result.accepted += 1
-        self.members.add(first_id, email, member_hash, fingerprint(encoded), encoded, tags, segments)
+            data_json = self._with_member_fields(table.take(starts[members]), segments, data_json)
+        return (
+            pa.Table.from_arrays(
+                [
+                    ids.take(starts[members]),
+                    valid_emails.take(accepted),
+                    hashes.take(accepted),
+                    pa.array(np.frombuffer(_digests(data_json, _blake8), ">i8").astype(np.int64)),
+                    data_json,
+                    tags,
+                    segments,
+                ],
+                schema=MEMBER_SCHEMA,
+            ),
+            rejects.table(),
+        )
+
+    def _with_member_fields(self, firsts: pa.Table, segments: pa.Array, data_json: pa.Array) -> pa.Array:
+        """Each member's JSON with its groups, language, VIP and permissions (``MemberFieldPlan.fragment``,
+        read from its first row) before the closing brace. Row by row: such exports are the rare ones, and
+        exports without member fields never come here."""
+        fragment, dropped = self.settings.member_fields.fragment, self.result.dropped_values
+        return pa.array(
+            [
+                text[:-1] + fragment(row, segs, dropped) + "}"
+                for text, row, segs in zip(
+                    data_json.to_pylist(), firsts.to_pylist(), segments.to_pylist(), strict=True
+                )
+            ],
+            pa.string(),
+        )
+
+    def _member_json(self, rows: pa.Table, emails: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """Each candidate's member JSON (what :func:`member_json` writes) and whether it is complete
+        (False: a required merge field is empty or invalid)."""
+        s = self.settings
+        merge_fields, required_empty = map_columns(s.fields, rows)
+        data_json = pc.binary_join_element_wise(
+            '{"email_address":',
+            json_strings(emails),
+            ',"status_if_new":',
+            self._status,
+            ',"merge_fields":',
+            merge_fields,
+            "}",
+            "",
+        )
+        rare = pc.is_null(merge_fields)
+        rare_rows = np.flatnonzero(rare.to_numpy(zero_copy_only=False))
+        written: list[str | None] = []
+        for row, address in zip(
+            rows.take(rare_rows).to_pylist(), emails.take(rare_rows).to_pylist(), strict=True
+        ):
+            fields = map_values(s.fields, row, self.result.dropped_values)
+            written.append(None if fields is None else member_json(address, s.status_if_new, fields))
+        if written:
+            data_json = pc.replace_with_mask(data_json, rare, pa.array(written, pa.string()))
+        complete = pc.and_(pc.is_valid(data_json), pc.invert(pc.fill_null(required_empty, False)))
+        return data_json, complete.to_numpy(zero_copy_only=False)
+
+    def _segments(
+        self, table: pa.Table, group_of: np.ndarray, members: np.ndarray, single: bool
+    ) -> tuple[pa.Array, pa.Array]:
+        """Each member's segments (distinct, sorted) and tags (sorted), from all rows of its group."""
+        s = self.settings
+        segment = table[s.segment_column].chunk(0)
+        rank = np.full(int(group_of[-1]) + 1 if len(group_of) else 0, -1)
+        rank[members] = np.arange(len(members))
+        owner_of_row = rank[group_of]
+        keep = (owner_of_row >= 0) & pc.fill_null(pc.not_equal(segment, ""), False).to_numpy(
+            zero_copy_only=False
+        )
+        owner, values = owner_of_row[keep], segment.filter(pa.array(keep))
+        if not single:  # several rows per address: sort within each member, keep each segment once
+            ordered = pa.table({"owner": owner, "segment": values}).sort_by(
+                [("owner", "ascending"), ("segment", "ascending")]
+            )
+            owner, values = ordered["owner"].to_numpy(), ordered["segment"].combine_chunks()
+            new = np.ones(len(owner), bool)
+            if len(owner) > 1:
+                new[1:] = (owner[1:] != owner[:-1]) | ~pc.equal(
+                    values.slice(1), values.slice(0, len(values) - 1)
+                ).to_numpy(zero_copy_only=False)
+            owner, values = owner[new], values.filter(pa.array(new))
+        segments = _list_column(owner, values, len(members))
+        if not s.tag_segments:
+            return segments, _list_column(np.zeros(0, np.int64), pa.array([], pa.string()), len(members))
+        if not s.segment_tags:
+            return segments, segments
+        encoded = values.dictionary_encode()
+        tags = pa.array([s.tag_of(v) for v in encoded.dictionary.to_pylist()], pa.string()).take(
+            encoded.indices
+        )
+        ordered = pa.table({"owner": owner, "tag": tags}).sort_by(
+            [("owner", "ascending"), ("tag", "ascending")]
+        )
+        return segments, _list_column(
+            ordered["owner"].to_numpy(), ordered["tag"].combine_chunks(), len(members)
+        )

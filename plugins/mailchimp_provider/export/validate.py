@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 
 class Reason(StrEnum):
     """Why a profile was rejected before upload: the codes in rejects files and reports."""
@@ -26,10 +29,15 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# The common case, plain ASCII with a letters-only top-level domain, accepted by one regex.
-_PLAIN = re.compile(
-    rf"({_ATOM}(?:\.{_ATOM})*)@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}})"
+# The common case, plain ASCII with a letters-only top-level domain, accepted by one regex. The same
+# pattern runs in Python's re (row by row) and in Arrow's RE2 (whole columns): it uses only what both
+# read alike.
+_PLAIN_PATTERN = (
+    rf"(?P<local>{_ATOM}(?:\.{_ATOM})*)"
+    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
 )
+_PLAIN = re.compile(_PLAIN_PATTERN)
+_MAX_LOCAL, _MAX_EMAIL = 64, 254
 
 
 @dataclass(frozen=True)
@@ -51,8 +59,8 @@ def normalise_email(raw: str | None) -> EmailCheck:
         return EmailCheck(None, Reason.INVALID_EMAIL, f"email is longer than {EMAIL_READ_LIMIT} characters")
     email = raw.strip()
     plain = _PLAIN.fullmatch(email)
-    if plain and len(plain.group(1)) <= 64 and len(email) <= 254:
-        return EmailCheck(f"{plain.group(1)}@{plain.group(2).lower()}")
+    if plain and len(plain["local"]) <= _MAX_LOCAL and len(email) <= _MAX_EMAIL:
+        return EmailCheck(f"{plain['local']}@{plain['domain'].lower()}")
     if _CONTROL.search(email):
         return EmailCheck(None, Reason.INVALID_EMAIL, "email contains control characters")
     if email.count("@") != 1:
@@ -76,6 +84,26 @@ def normalise_email(raw: str | None) -> EmailCheck:
     if len(email) > 254:
         return EmailCheck(None, Reason.INVALID_EMAIL, "email is longer than 254 characters")
     return EmailCheck(email)
+
+
+def normalise_emails(raw: pa.Array) -> pa.Array:
+    """:func:`normalise_email`'s common path over a whole column: the normalised address where the raw
+    value is a plain address with nothing around it, null where the row needs :func:`normalise_email`
+    (missing, padded, non-ASCII, internationalised, too long or malformed)."""
+    common = pc.and_(
+        pc.match_substring_regex(raw, f"^{_PLAIN_PATTERN}$"),
+        pc.and_(
+            pc.less_equal(pc.find_substring(raw, "@"), _MAX_LOCAL),
+            pc.less_equal(pc.utf8_length(raw), _MAX_EMAIL),
+        ),
+    )
+    # Most addresses are lower case already; the others get their domain lower-cased.
+    cased = pc.fill_null(pc.and_(common, pc.not_equal(pc.ascii_lower(raw), raw)), False)
+    parts = pc.extract_regex(raw.filter(cased), f"^{_PLAIN_PATTERN}$")
+    recased = pc.binary_join_element_wise(
+        pc.struct_field(parts, "local"), pc.ascii_lower(pc.struct_field(parts, "domain")), "@"
+    )
+    return pc.if_else(common, pc.replace_with_mask(raw, cased, recased), pa.scalar(None, pa.string()))
 
 
 def email_key(email: str) -> str:
