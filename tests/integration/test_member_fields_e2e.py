@@ -78,6 +78,8 @@ HAND = "hand.picked@acme-mail.net"
 def groups_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorProcess]:
     config = yaml.safe_load(DEMO_AUDIENCES.read_text())
     config["audiences"].append(AUDIENCE)
+    demo = next(a for a in config["audiences"] if a["id"] == "demo0audience")  # its GDPR fields are on
+    config["audiences"].append({**demo, "id": "nogdpr0audience", "marketing_permissions": False})
     with EmulatorProcess(tmp_path / "mailchimp", config=config) as server:
         monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", mailchimp_connection(server))
         yield server
@@ -235,9 +237,9 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
             {
                 "interests": [],
                 "marketing_permissions": {"Email": "email_ok"},
-                "mailchimp__audience_id": "demo0audience",
+                "mailchimp__audience_id": "nogdpr0audience",
             },
-            "audience demo0audience has GDPR fields turned off",
+            "audience nogdpr0audience has GDPR fields turned off",
         ),
         (
             {
