@@ -200,6 +200,11 @@ class RunPaths:
         return self.root / "audience.json"
 
     @property
+    def audience_check(self) -> Any:
+        """The audience's tag ids and the lost-member sample (subscriber hashes: personal data)."""
+        return self.root / "audience_check.json"
+
+    @property
     def archived(self) -> Any:
         return self.root / "archived.parquet"
 
@@ -266,7 +271,7 @@ class RunPaths:
             self.outcomes_dir,
         ):
             remove_tree(directory)
-        for path in (self.archived,):
+        for path in (self.archived, self.audience_check):
             if path.exists():
                 path.unlink()
 

@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 PREPARE_SUMMARY = "prepare.json"
-AUDIENCE_CHECK = "audience_check.json"
 LOST_SAMPLE = 20  # owned members read back per run to notice members Mailchimp no longer has
 
 
@@ -105,7 +104,7 @@ def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = Fa
     staging.write_text(paths.audience, audience.to_json())
     staging.write_parquet(paths.archived, pa.table({"subscriber_hash": pa.array(archived, pa.string())}))
     staging.write_text(
-        paths.root / AUDIENCE_CHECK,
+        paths.audience_check,
         json.dumps({"tag_ids": tag_ids, "full_sync_reason": full_sync_reason, "lost_members": lost}),
     )
     return {
@@ -203,7 +202,7 @@ def validate_and_map(
     paths = run_paths(definition, run_id)
     audience = Audience.from_json(staging.read_text(paths.audience))
     archived = frozenset(staging.read_parquet(paths.archived)["subscriber_hash"].to_pylist())
-    checked = json.loads(staging.read_text(paths.root / AUDIENCE_CHECK))
+    checked = json.loads(staging.read_text(paths.audience_check))
     extras = None
     if member_fields.is_used(definition):
         extras = member_fields.read_plan(paths.root).for_segments(segments)
@@ -269,7 +268,7 @@ def chunk_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list
     """Write the batch jobs of both phases; return one phase 1 upload task's arguments per job (none on
     a dry run). Phase 2's come from :func:`tag_jobs`."""
     paths = run_paths(definition, run_id)
-    checked = json.loads(staging.read_text(paths.root / AUDIENCE_CHECK))
+    checked = json.loads(staging.read_text(paths.audience_check))
     members, tags = pipeline.chunk_in_staging(paths, definition, checked["tag_ids"])
     log.info(
         "Chunked into %s member job(s) and %s tag job(s) of at most %s members%s",
