@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import DEMO_AUDIENCES
+from mailchimp_emulator.config import derived_id
 from mailchimp_emulator.testing import EmulatorProcess
 from mailchimp_provider.export.validate import normalise_email
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
@@ -133,6 +134,21 @@ def _permission(member: dict, text: str) -> bool:
     return next(p["enabled"] for p in member["marketing_permissions"] if p["text"] == text)
 
 
+def _stored_permission(server: EmulatorProcess, text: str) -> dict[str, bool | None]:
+    """Per address, the permission as the local server stored it (None: never set on the member)."""
+    permission_id = derived_id(LIST_ID, "permission", text)
+    return {
+        m["email_address"]: m["marketing_permissions"].get(permission_id) for m in server.members(LIST_ID)
+    }
+
+
+def _batch_operations() -> dict[str, int]:
+    """Batch id -> the export's operations in it (without the submission marker each upload adds), for
+    every batch the local server has."""
+    batches = MailchimpHook().call("GET", "batches", params={"count": 1000})["batches"]
+    return {b["id"]: b["total_operations"] - 1 for b in batches}
+
+
 def _assert_mapped(members: dict[str, dict], expected: dict[str, dict], ids: dict[str, str]) -> None:
     """Every exported member carries exactly the values its warehouse row maps to."""
     languages = {"de": "de", "fr": "fr", "es-ES": "es_ES", "en": "en"}
@@ -168,15 +184,22 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
     assert first["created"] == len(members) - 1 > 100 and first["updated"] == 0
 
     _assert_mapped(members, expected, ids)
+    # batch subscribe does not take permissions: each new member got them through its own PATCH
+    stored = _stored_permission(groups_server, "Email")
+    assert stored == {e: bool(expected[e]["email_ok"]) for e in members if e != HAND} | {HAND: None}
+    operations = _batch_operations()
+    subscribes = -(-first["created"] // 500)  # batch subscribe operations of 500 members
+    assert sum(operations.values()) == subscribes + first["created"]  # + one PATCH per member
 
-    # three profiles change, each in one mapped value; a marketer ticks "Offers" by hand for the third
-    language_changed, vip_changed, topics_changed = [
+    # four profiles change, each in one mapped value; a marketer ticks "Offers" by hand for the third
+    language_changed, vip_changed, topics_changed, consent_changed = [
         e for e in sorted(members) if e != HAND and expected[e]["lang"] == "en" and not expected[e]["is_vip"]
-    ][:3]
+    ][:4]
     for email, change in (
         (language_changed, "lang = 'fr'"),
         (vip_changed, "is_vip = 1"),
         (topics_changed, "topics = 'Hats'"),
+        (consent_changed, "email_ok = 1 - email_ok"),
     ):
         prefs.execute(f"UPDATE prefs SET {change} WHERE customer_id = ?", (expected[email]["customer_id"],))
     prefs.commit()
@@ -187,15 +210,22 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
     )
 
     second = run_export(definition)
-    assert second["created"] == 0 and second["updated"] == 3
-    assert second["unchanged"] == first["created"] - 3
+    assert second["created"] == 0 and second["updated"] == 4
+    assert second["unchanged"] == first["created"] - 4
+    # one batch subscribe and a permissions PATCH for each updated member, nothing for the others
+    assert sum(n for b, n in _batch_operations().items() if b not in operations) == 1 + 4
     after = _members()
+    assert _permission(after[consent_changed], "Email") is not bool(expected[consent_changed]["email_ok"])
+    assert _stored_permission(groups_server, "Email") == stored | {
+        consent_changed: not stored[consent_changed]
+    }
     assert after[language_changed]["language"] == "fr"
     assert after[vip_changed]["vip"] is True
     assert after[topics_changed]["interests"][ids["Hats"]] is True
     assert after[topics_changed]["interests"][ids["Shoes"]] is False
     assert after[topics_changed]["interests"][ids["Offers"]] is True  # set by hand: survives
-    unchanged = {e: m for e, m in after.items() if e not in (language_changed, vip_changed, topics_changed)}
+    changed = (language_changed, vip_changed, topics_changed, consent_changed)
+    unchanged = {e: m for e, m in after.items() if e not in changed}
     for email, member in unchanged.items():
         before = members[email]
         assert (member["language"], member["vip"], member["interests"]) == (
