@@ -15,7 +15,7 @@ from mailchimp_emulator.config import derived_id
 from mailchimp_emulator.testing import EmulatorProcess
 from mailchimp_provider.export.validate import normalise_email
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
-from support import mailchimp_connection, run_export, write_definition
+from support import latest_report, mailchimp_connection, run_export, write_definition
 from test_failures import run_failing
 
 LIST_ID = "groups0audience"
@@ -241,6 +241,60 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
     third = _members()
     assert all(third[e]["interests"][ids["VIP news"]] is True for e in in_both)
     assert {e: m["interests"] for e, m in third.items()} == {e: m["interests"] for e, m in after.items()}
+
+
+@pytest.mark.slow
+def test_a_refused_permissions_patch_fails_the_profile_with_mailchimps_error(
+    groups_server, prefs, airflow_db, tmp_path, monkeypatch
+) -> None:
+    """A permission deleted in Mailchimp after the run resolved it: Mailchimp refuses the members' PATCH,
+    each of them is failed with Mailchimp's error (no address in it), the others are untouched, and the
+    failed ones are sent again next run."""
+    hook = MailchimpHook()
+    hook.call("PUT", f"lists/{LIST_ID}/members/{HAND}", body={"email_address": HAND, "status": "subscribed"})
+    real = MailchimpHook.get_marketing_permissions
+
+    def with_a_deleted_one(self: MailchimpHook, list_id: str) -> list[dict]:
+        return [*real(self, list_id), {"marketing_permission_id": "gone000000", "text": "Carrier pigeon"}]
+
+    monkeypatch.setattr(MailchimpHook, "get_marketing_permissions", with_a_deleted_one)
+    expected = _expected(prefs)
+    refused = sorted(expected)[:3]
+    prefs.execute("ALTER TABLE prefs ADD COLUMN pigeon TEXT")
+    prefs.executemany(
+        "UPDATE prefs SET pigeon = 'yes' WHERE customer_id = ?",
+        [(expected[e]["customer_id"],) for e in refused],
+    )
+    prefs.commit()
+    definition = write_definition(
+        monkeypatch,
+        tmp_path / "exports",
+        **MAPPED
+        | {
+            "warehouse": {
+                "conn_id": "demo_warehouse",
+                "query": QUERY.replace("p.email_ok", "p.email_ok, p.pigeon"),
+            },
+            "marketing_permissions": {"Email": "email_ok", "Carrier pigeon": "pigeon"},
+        },
+    )
+    error = "Invalid Resource: Invalid marketing permission ID: 'gone000000'"
+
+    first = run_export(definition)
+    assert first["failed_at_mailchimp"] == {error: 3}
+    assert first["created"] == len(expected) - 3 > 100
+    stored = _stored_permission(groups_server, "Email")
+    assert {e for e, enabled in stored.items() if enabled is None} == {
+        HAND,
+        *refused,
+    }  # the PATCH was refused
+    assert all(stored[e] is bool(expected[e]["email_ok"]) for e in expected if e not in refused)
+
+    # nothing changed: only the failed ones are sent again, all three fail: more than max_failed_share
+    assert run_failing(definition)["reconcile"] == "failed"
+    second = latest_report()
+    assert second["failed_at_mailchimp"] == {error: 3}
+    assert second["unchanged"] == len(expected) - 3 and second["created"] == second["updated"] == 0
 
 
 @pytest.mark.parametrize(
