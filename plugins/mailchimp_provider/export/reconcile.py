@@ -68,8 +68,8 @@ def _mask(text: str, email: str | None) -> str:
     return mask_emails_in(text)
 
 
-def _problem_text(response: str) -> str:
-    """Mailchimp's title and detail of a refused single-member call, addresses masked."""
+def _problem_text(response: str, email: str) -> str:
+    """Mailchimp's title and detail of a refused call on the member ``email``, addresses masked."""
     try:
         problem = json.loads(response)
     except ValueError:
@@ -77,7 +77,7 @@ def _problem_text(response: str) -> str:
     if not isinstance(problem, dict):
         return "Unknown error"
     parts = [str(problem[key]) for key in ("title", "detail") if problem.get(key)]
-    return _mask(": ".join(parts) or "Unknown error", None)
+    return _mask(": ".join(parts) or "Unknown error", email)
 
 
 def _member_error(error: dict) -> str:
@@ -222,7 +222,7 @@ def tag_outcomes(index: pa.Table, results: pa.Table) -> list[tuple[str, str, str
             out.append(
                 (pid, action, tag, OK, None)
                 if code < 400
-                else (pid, action, tag, FAILED, _problem_text(response))
+                else (pid, action, tag, FAILED, _problem_text(response, email))
             )
             continue
         if op not in failed_in:
