@@ -319,9 +319,9 @@ def test_a_refused_permissions_patch_fails_the_profile_with_mailchimps_error(
             {
                 "interests": [],
                 "marketing_permissions": {"Email": "email_ok"},
-                "mailchimp__audience_id": "demo0audience",
+                "mailchimp__audience_id": "demo0doubleoptin",  # the demo audience has GDPR fields on
             },
-            "audience demo0audience has GDPR fields turned off",
+            "audience demo0doubleoptin has GDPR fields turned off",
         ),
         (
             {
