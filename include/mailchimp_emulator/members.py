@@ -174,10 +174,12 @@ def _bad_status(key: str) -> Rejected:
     )
 
 
-def parse_input(raw: Any, *, with_tags: bool) -> MemberInput:
+def parse_input(raw: Any, *, with_tags: bool, with_permissions: bool = True) -> MemberInput:
     """Type-check one member body (PUT/PATCH/POST body or a batch subscribe entry).
 
-    Written for speed: a batch import calls it once per member."""
+    ``with_permissions=False`` (batch subscribe): ``marketing_permissions`` is not in that member schema, so
+    it is ignored like any other property the schema does not have. Written for speed: a batch import
+    calls it once per member."""
     if raw.__class__ is not dict:
         raise _schema_error("member", "object", raw)
     get = raw.get
@@ -207,7 +209,7 @@ def parse_input(raw: Any, *, with_tags: bool) -> MemberInput:
             if tag:
                 names.append(tag)
         tags = names
-    rest = _NOTHING_ELSE if raw.keys() <= _COMMON_KEYS else _parse_rest(raw)
+    rest = _NOTHING_ELSE if raw.keys() <= _COMMON_KEYS else _parse_rest(raw, with_permissions)
     return MemberInput(
         email,
         status,
@@ -281,7 +283,7 @@ def _location(raw: dict[str, Any]) -> tuple[float, float] | None:
     return coordinates[0], coordinates[1]
 
 
-def _parse_rest(raw: dict[str, Any]) -> MemberInput:
+def _parse_rest(raw: dict[str, Any], with_permissions: bool) -> MemberInput:
     """The less common member fields (only looked at when present)."""
     email_type = _opt_str(raw, "email_type")
     if email_type not in (None, "html", "text"):
@@ -307,7 +309,7 @@ def _parse_rest(raw: dict[str, Any]) -> MemberInput:
         _timestamp(raw, "timestamp_signup") if "timestamp_signup" in raw else None,
         _timestamp(raw, "timestamp_opt") if "timestamp_opt" in raw else None,
         _interests(raw),
-        _permissions(raw),
+        _permissions(raw) if with_permissions else None,
         _location(raw),
     )
 
@@ -676,7 +678,7 @@ class MemberWriter:
         for raw in entries:
             email = raw.get("email_address") if raw.__class__ is dict else None
             try:
-                inp = parse_input(raw, with_tags=True)
+                inp = parse_input(raw, with_tags=True, with_permissions=False)
                 member_hash = self._hash(inp.email)
             except Rejected as exc:
                 errors.append(exc.batch_entry(email if isinstance(email, str) else ""))

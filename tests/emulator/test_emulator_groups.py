@@ -153,6 +153,41 @@ class TestMarketingPermissions:
         )
         assert body["detail"] == "Invalid marketing permission ID: 'nope'"
 
+    def test_batch_subscribe_ignores_permissions(self, client: Any, emu: Any) -> None:
+        """The batch-subscribe member schema has no marketing_permissions: like any property it does not
+        have, they are ignored (never stored, never refused, even an unknown id or a wrong type);
+        PATCH on the member takes them."""
+        email_id = put(client, {})["marketing_permissions"][0]["marketing_permission_id"]
+        john = "john@acme-mail.net"
+        answer = client.lists.batch_list_members(
+            GDPR_LIST,
+            {
+                "members": [
+                    {
+                        "email_address": JANE,
+                        "status_if_new": "subscribed",
+                        "marketing_permissions": [{"marketing_permission_id": email_id, "enabled": True}],
+                    },
+                    {
+                        "email_address": john,
+                        "status_if_new": "subscribed",
+                        "marketing_permissions": [{"marketing_permission_id": "nope", "enabled": "yes"}],
+                    },
+                ],
+                "update_existing": True,
+            },
+        )
+        assert (answer["total_created"], answer["total_updated"], answer["error_count"]) == (1, 1, 0)
+        stored = {m["email_address"]: m["marketing_permissions"] for m in emu.members(GDPR_LIST)}
+        assert stored == {JANE: {}, john: {}}
+        client.lists.update_list_member(
+            GDPR_LIST,
+            md5(john),
+            {"marketing_permissions": [{"marketing_permission_id": email_id, "enabled": True}]},
+        )
+        stored = {m["email_address"]: m["marketing_permissions"] for m in emu.members(GDPR_LIST)}
+        assert stored == {JANE: {}, john: {email_id: True}}
+
     def test_configured_ids_and_texts(self, tmp_path: Path) -> None:
         config = {
             "audiences": [{"id": "eu", "marketing_permissions": [{"id": "p1", "text": "Email"}, "SMS"]}]

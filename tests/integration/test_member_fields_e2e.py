@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 from conftest import DEMO_AUDIENCES
+from mailchimp_emulator.config import derived_id
 from mailchimp_emulator.testing import EmulatorProcess
 from mailchimp_provider.export.validate import normalise_email
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
-from support import mailchimp_connection, run_export, write_definition
+from support import latest_report, mailchimp_connection, run_export, write_definition
 from test_failures import run_failing
 
 LIST_ID = "groups0audience"
@@ -78,8 +79,6 @@ HAND = "hand.picked@acme-mail.net"
 def groups_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorProcess]:
     config = yaml.safe_load(DEMO_AUDIENCES.read_text())
     config["audiences"].append(AUDIENCE)
-    demo = next(a for a in config["audiences"] if a["id"] == "demo0audience")  # its GDPR fields are on
-    config["audiences"].append({**demo, "id": "nogdpr0audience", "marketing_permissions": False})
     with EmulatorProcess(tmp_path / "mailchimp", config=config) as server:
         monkeypatch.setenv("AIRFLOW_CONN_MAILCHIMP_DEFAULT", mailchimp_connection(server))
         yield server
@@ -135,6 +134,21 @@ def _permission(member: dict, text: str) -> bool:
     return next(p["enabled"] for p in member["marketing_permissions"] if p["text"] == text)
 
 
+def _stored_permission(server: EmulatorProcess, text: str) -> dict[str, bool | None]:
+    """Per address, the permission as the local server stored it (None: never set on the member)."""
+    permission_id = derived_id(LIST_ID, "permission", text)
+    return {
+        m["email_address"]: m["marketing_permissions"].get(permission_id) for m in server.members(LIST_ID)
+    }
+
+
+def _batch_operations() -> dict[str, int]:
+    """Batch id -> the export's operations in it (without the submission marker each upload adds), for
+    every batch the local server has."""
+    batches = MailchimpHook().call("GET", "batches", params={"count": 1000})["batches"]
+    return {b["id"]: b["total_operations"] - 1 for b in batches}
+
+
 def _assert_mapped(members: dict[str, dict], expected: dict[str, dict], ids: dict[str, str]) -> None:
     """Every exported member carries exactly the values its warehouse row maps to."""
     languages = {"de": "de", "fr": "fr", "es-ES": "es_ES", "en": "en"}
@@ -170,15 +184,22 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
     assert first["created"] == len(members) - 1 > 100 and first["updated"] == 0
 
     _assert_mapped(members, expected, ids)
+    # batch subscribe does not take permissions: each new member got them through its own PATCH
+    stored = _stored_permission(groups_server, "Email")
+    assert stored == {e: bool(expected[e]["email_ok"]) for e in members if e != HAND} | {HAND: None}
+    operations = _batch_operations()
+    subscribes = -(-first["created"] // 500)  # batch subscribe operations of 500 members
+    assert sum(operations.values()) == subscribes + first["created"]  # + one PATCH per member
 
-    # three profiles change, each in one mapped value; a marketer ticks "Offers" by hand for the third
-    language_changed, vip_changed, topics_changed = [
+    # four profiles change, each in one mapped value; a marketer ticks "Offers" by hand for the third
+    language_changed, vip_changed, topics_changed, consent_changed = [
         e for e in sorted(members) if e != HAND and expected[e]["lang"] == "en" and not expected[e]["is_vip"]
-    ][:3]
+    ][:4]
     for email, change in (
         (language_changed, "lang = 'fr'"),
         (vip_changed, "is_vip = 1"),
         (topics_changed, "topics = 'Hats'"),
+        (consent_changed, "email_ok = 1 - email_ok"),
     ):
         prefs.execute(f"UPDATE prefs SET {change} WHERE customer_id = ?", (expected[email]["customer_id"],))
     prefs.commit()
@@ -189,15 +210,22 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
     )
 
     second = run_export(definition)
-    assert second["created"] == 0 and second["updated"] == 3
-    assert second["unchanged"] == first["created"] - 3
+    assert second["created"] == 0 and second["updated"] == 4
+    assert second["unchanged"] == first["created"] - 4
+    # one batch subscribe and a permissions PATCH for each updated member, nothing for the others
+    assert sum(n for b, n in _batch_operations().items() if b not in operations) == 1 + 4
     after = _members()
+    assert _permission(after[consent_changed], "Email") is not bool(expected[consent_changed]["email_ok"])
+    assert _stored_permission(groups_server, "Email") == stored | {
+        consent_changed: not stored[consent_changed]
+    }
     assert after[language_changed]["language"] == "fr"
     assert after[vip_changed]["vip"] is True
     assert after[topics_changed]["interests"][ids["Hats"]] is True
     assert after[topics_changed]["interests"][ids["Shoes"]] is False
     assert after[topics_changed]["interests"][ids["Offers"]] is True  # set by hand: survives
-    unchanged = {e: m for e, m in after.items() if e not in (language_changed, vip_changed, topics_changed)}
+    changed = (language_changed, vip_changed, topics_changed, consent_changed)
+    unchanged = {e: m for e, m in after.items() if e not in changed}
     for email, member in unchanged.items():
         before = members[email]
         assert (member["language"], member["vip"], member["interests"]) == (
@@ -213,6 +241,60 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
     third = _members()
     assert all(third[e]["interests"][ids["VIP news"]] is True for e in in_both)
     assert {e: m["interests"] for e, m in third.items()} == {e: m["interests"] for e, m in after.items()}
+
+
+@pytest.mark.slow
+def test_a_refused_permissions_patch_fails_the_profile_with_mailchimps_error(
+    groups_server, prefs, airflow_db, tmp_path, monkeypatch
+) -> None:
+    """A permission deleted in Mailchimp after the run resolved it: Mailchimp refuses the members' PATCH,
+    each of them is failed with Mailchimp's error (no address in it), the others are untouched, and the
+    failed ones are sent again next run."""
+    hook = MailchimpHook()
+    hook.call("PUT", f"lists/{LIST_ID}/members/{HAND}", body={"email_address": HAND, "status": "subscribed"})
+    real = MailchimpHook.get_marketing_permissions
+
+    def with_a_deleted_one(self: MailchimpHook, list_id: str) -> list[dict]:
+        return [*real(self, list_id), {"marketing_permission_id": "gone000000", "text": "Carrier pigeon"}]
+
+    monkeypatch.setattr(MailchimpHook, "get_marketing_permissions", with_a_deleted_one)
+    expected = _expected(prefs)
+    refused = sorted(expected)[:3]
+    prefs.execute("ALTER TABLE prefs ADD COLUMN pigeon TEXT")
+    prefs.executemany(
+        "UPDATE prefs SET pigeon = 'yes' WHERE customer_id = ?",
+        [(expected[e]["customer_id"],) for e in refused],
+    )
+    prefs.commit()
+    definition = write_definition(
+        monkeypatch,
+        tmp_path / "exports",
+        **MAPPED
+        | {
+            "warehouse": {
+                "conn_id": "demo_warehouse",
+                "query": QUERY.replace("p.email_ok", "p.email_ok, p.pigeon"),
+            },
+            "marketing_permissions": {"Email": "email_ok", "Carrier pigeon": "pigeon"},
+        },
+    )
+    error = "Invalid Resource: Invalid marketing permission ID: 'gone000000'"
+
+    first = run_export(definition)
+    assert first["failed_at_mailchimp"] == {error: 3}
+    assert first["created"] == len(expected) - 3 > 100
+    stored = _stored_permission(groups_server, "Email")
+    assert {e for e, enabled in stored.items() if enabled is None} == {
+        HAND,
+        *refused,
+    }  # the PATCH was refused
+    assert all(stored[e] is bool(expected[e]["email_ok"]) for e in expected if e not in refused)
+
+    # nothing changed: only the failed ones are sent again, all three fail: more than max_failed_share
+    assert run_failing(definition)["reconcile"] == "failed"
+    second = latest_report()
+    assert second["failed_at_mailchimp"] == {error: 3}
+    assert second["unchanged"] == len(expected) - 3 and second["created"] == second["updated"] == 0
 
 
 @pytest.mark.parametrize(
@@ -237,9 +319,9 @@ def test_mapped_member_fields_land_and_a_second_run_changes_exactly_what_changed
             {
                 "interests": [],
                 "marketing_permissions": {"Email": "email_ok"},
-                "mailchimp__audience_id": "nogdpr0audience",
+                "mailchimp__audience_id": "demo0doubleoptin",  # the demo audience has GDPR fields on
             },
-            "audience nogdpr0audience has GDPR fields turned off",
+            "audience demo0doubleoptin has GDPR fields turned off",
         ),
         (
             {

@@ -3,8 +3,10 @@
 Phase 1 ("members"): batch subscribe (500 members an operation, ``update_existing``, the tags to add; never
 ``sync_tags``, which would remove tags people added by hand), email changes (``PATCH`` on the old hash) and
 archives (``DELETE``). Phase 2 ("tags"): tag removals, and tag additions by the new address of an email change,
-as ``POST /lists/{id}/segments/{segment_id}`` with at most 500 addresses each way. Operations of one batch run
-in no order, and a tag can only move by the new address once the email change landed: hence two phases.
+as ``POST /lists/{id}/segments/{segment_id}`` with at most 500 addresses each way; and the marketing
+permissions of upserted members, one ``PATCH /lists/{id}/members/{hash}`` each, as batch subscribe's member
+schema has no ``marketing_permissions``. Operations of one batch run in no order, and a tag can only move by
+the new address, and a member's permissions can only be set, once phase 1 landed: hence two phases.
 
 Each job's index maps operation -> profile(s) with an ``action`` column, so reconcile reads answers by action.
 """
@@ -22,6 +24,7 @@ from mailchimp_provider.export.plan import ARCHIVE, EMAIL_CHANGE, UPSERT
 MEMBERS_PER_OPERATION = 500  # Mailchimp's cap for POST /lists/{list_id}
 ADDRESSES_PER_SEGMENT_CALL = 500  # Mailchimp's cap for members_to_add and for members_to_remove
 TAG_ADD, TAG_REMOVE = "tag_add", "tag_remove"
+SET_PERMISSIONS = "permissions"  # phase 2 index action of a member's marketing permissions PATCH
 
 INDEX_SCHEMA = pa.schema(
     [
@@ -40,6 +43,7 @@ PLAN_COLUMNS = [
     "old_hash",
     "action",
     "body",
+    "permissions",
     "tags_add",
     "tags_remove",
 ]
@@ -144,7 +148,7 @@ def chunk_plan(
 
     for table in plan_parts:
         columns = [table[name].to_pylist() for name in PLAN_COLUMNS]
-        for pid, email, mhash, old_hash, action, body, add, remove in zip(*columns, strict=True):
+        for pid, email, mhash, old_hash, action, body, permissions, add, remove in zip(*columns, strict=True):
             if action == UPSERT:
                 pending.append((pid, email, mhash, body))
                 if len(pending) == MEMBERS_PER_OPERATION:
@@ -157,6 +161,10 @@ def chunk_plan(
                 op_id = phase1.next_id()
                 line = _operation("DELETE", f"/lists/{audience_id}/members/{mhash}", op_id)
                 phase1.add(line, op_id, ARCHIVE, [(pid, email, mhash)])
+            if permissions is not None:
+                op_id = phase2.next_id()
+                line = _operation("PATCH", f"/lists/{audience_id}/members/{mhash}", op_id, permissions)
+                phase2.add(line, op_id, SET_PERMISSIONS, [(pid, email, mhash)])
             for kind, names in ((TAG_REMOVE, remove), (TAG_ADD, add if action == EMAIL_CHANGE else [])):
                 for tag in names or []:
                     if tag not in tag_ids:

@@ -171,7 +171,8 @@ def chunk_in_staging(
 
 def _split_plan(paths: RunPaths, phase1: pa.Table) -> tuple[list[pa.Table], list[pa.Table]]:
     """Planned rows settled column-wise (unchanged members, and new members whose batch subscribe
-    answered created or updated: the common cases), and the rest, settled one by one."""
+    answered created or updated and who have no phase 2 operation: the common cases), and the rest,
+    settled one by one."""
     columns = [c for c in PLAN_SCHEMA.names if c != "body"]
     simple, rest = [], []
     for path in staging.sorted_files(paths.plan_dir, ".parquet"):
@@ -182,7 +183,10 @@ def _split_plan(paths: RunPaths, phase1: pa.Table) -> tuple[list[pa.Table], list
         new = pc.and_(
             pc.and_(pc.equal(table["action"], UPSERT), pc.invert(table["owned"])),
             pc.and_(
-                pc.equal(pc.list_value_length(table["tags_remove"]), 0),
+                pc.and_(
+                    pc.equal(pc.list_value_length(table["tags_remove"]), 0),
+                    pc.is_null(table["permissions"]),
+                ),
                 pc.is_in(table["answer"], value_set=pa.array(["created", "updated"])),
             ),
         )

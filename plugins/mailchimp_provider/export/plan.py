@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mailchimp_provider.export.member_fields import split_permissions
 from mailchimp_provider.export.prepare import with_tags
 from mailchimp_provider.export.state import DIRTY, ExportState
 
-# Actions. Phase 1 (members): UPSERT, EMAIL_CHANGE, ARCHIVE; phase 2 (tags): tag changes of every action.
+# Actions. Phase 1 (members): UPSERT, EMAIL_CHANGE, ARCHIVE; phase 2: tag changes of every action, and an
+# upsert's marketing permissions (batch subscribe does not take them).
 UPSERT, EMAIL_CHANGE, ARCHIVE, TAGS, NONE = "upsert", "email_change", "archive", "tags", "none"
 # Outcomes decided here (the rest come from Mailchimp's answers in reconcile).
 UNCHANGED, LEFT_KEPT, UNTAGGED, ARCHIVED = "unchanged", "left_kept", "untagged", "archived"
@@ -35,6 +37,7 @@ PLAN_SCHEMA = pa.schema(
         ("old_hash", pa.string()),  # the member's hash before an email change
         ("action", pa.string()),
         ("body", pa.string()),  # phase 1 member JSON (upsert) or PATCH body (email change)
+        ("permissions", pa.string()),  # phase 2 PATCH body: an upsert's marketing permissions, or null
         ("tags_add", TAGS_TYPE),
         ("tags_remove", TAGS_TYPE),
         ("outcome", pa.string()),  # final for NONE; the outcome on success for leavers
@@ -177,15 +180,17 @@ class Planner:
         n = part.num_rows
         self.summary.planned[UPSERT] = self.summary.planned.get(UPSERT, 0) + n
         self._count_column(part["segments"], "joined")
-        bodies = [
-            with_tags(d, t)
-            for d, t in zip(part["data_json"].to_pylist(), part["tags"].to_pylist(), strict=True)
-        ]
+        bodies, permissions = [], []
+        for data, tags in zip(part["data_json"].to_pylist(), part["tags"].to_pylist(), strict=True):
+            member, patch = split_permissions(data)
+            bodies.append(with_tags(member, tags))
+            permissions.append(patch)
         return _plan_table(
             part,
             n,
             action=UPSERT,
             body=pa.array(bodies, pa.string()),
+            permissions=pa.array(permissions, pa.string()),
             tags_add=part["tags"],
             owned=False,
             segments=part["segments"],
@@ -303,8 +308,9 @@ class Planner:
     def _send(self, row, prev, action, data, *, add, remove, segs, outcome=None) -> dict:
         body = None
         if action == UPSERT:
-            body = with_tags(data, add)
-        elif action == EMAIL_CHANGE:
+            member, row["permissions"] = split_permissions(data)
+            body = with_tags(member, add)
+        elif action == EMAIL_CHANGE:  # a PATCH takes the permissions itself, on the member it moves
             body = patch_body(data)
             row["old_hash"] = prev["subscriber_hash"]
         row.update(action=action, body=body, tags_add=add, tags_remove=remove, outcome=outcome)

@@ -19,7 +19,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mailchimp_provider.export.chunk import TAG_ADD, TAG_REMOVE
+from mailchimp_provider.export.chunk import SET_PERMISSIONS, TAG_ADD, TAG_REMOVE
 from mailchimp_provider.export.plan import (
     ARCHIVE,
     ARCHIVED,
@@ -70,6 +70,18 @@ def _mask(text: str, email: str | None) -> str:
     if email:
         text = re.sub(re.escape(email), "<email>", text, flags=re.IGNORECASE)
     return mask_emails_in(text)
+
+
+def _problem_text(response: str, email: str) -> str:
+    """Mailchimp's title and detail of a refused call on the member ``email``, addresses masked."""
+    try:
+        problem = json.loads(response)
+    except ValueError:
+        return "Unreadable response"
+    if not isinstance(problem, dict):
+        return "Unknown error"
+    parts = [str(problem[key]) for key in ("title", "detail") if problem.get(key)]
+    return _mask(": ".join(parts) or "Unknown error", email)
 
 
 def _member_error(error: dict) -> str:
@@ -226,7 +238,8 @@ def _address_taken(response: str) -> bool:
 
 
 def tag_outcomes(index: pa.Table, results: pa.Table) -> list[tuple[str, str, str, str, str | None]]:
-    """Per (profile, tag) of one phase 2 job: (profile_id, action, tag, ok/failed/unknown, error)."""
+    """Per (profile, tag) of one phase 2 job: (profile_id, action, tag, ok/failed/unknown, error); a
+    permissions PATCH is one entry with no tag."""
     by_operation = _by_operation(results)
     failed_in: dict[str, dict[str, str] | str] = {}
     out = []
@@ -241,6 +254,14 @@ def tag_outcomes(index: pa.Table, results: pa.Table) -> list[tuple[str, str, str
     for op, pid, email, action, tag in rows:
         if op not in by_operation:
             out.append((pid, action, tag, UNKNOWN, MISSING))
+            continue
+        if action == SET_PERMISSIONS:
+            code, response = by_operation[op]
+            out.append(
+                (pid, action, tag, OK, None)
+                if code < 400
+                else (pid, action, tag, FAILED, _problem_text(response, email))
+            )
             continue
         if op not in failed_in:
             code, response = by_operation[op]
@@ -307,12 +328,24 @@ def resolve_unknown(
             result.phase1 = (FAILED, "tags not applied (read back)")
     resolved = []
     for action, tag, status, error in result.tags:
-        if status == UNKNOWN:
+        if status == UNKNOWN and action == SET_PERMISSIONS:
+            done = member is not None and _permissions_set(plan_row["permissions"], member)
+            status, error = (OK, None) if done else (FAILED, "marketing permissions not applied (read back)")
+        elif status == UNKNOWN:
             done = member is None or ((tag in tags) == (action == TAG_ADD))
             status, error = (OK, None) if done else (FAILED, "tag change not applied (read back)")
         resolved.append((action, tag, status, error))
     result.tags = resolved
     return result
+
+
+def _permissions_set(patch: str, member: dict) -> bool:
+    """Whether the member read back has the permissions the PATCH set."""
+    have = {
+        p.get("marketing_permission_id"): p.get("enabled") for p in member.get("marketing_permissions") or []
+    }
+    wanted = json.loads(patch)["marketing_permissions"]
+    return all(have.get(p["marketing_permission_id"]) == p["enabled"] for p in wanted)
 
 
 def settle(plan_row: dict, result: ProfileResult) -> tuple[str, str | None, dict | None]:
@@ -349,9 +382,12 @@ def settle(plan_row: dict, result: ProfileResult) -> tuple[str, str | None, dict
     if plan_row["drop"] and not tags_failed and not tags_unknown:
         row = None
     if tags_unknown:
-        return OUTCOME_UNKNOWN, tags_unknown[0][3], _dirty(row or prev, [t[1] for t in tags_unknown])
+        return OUTCOME_UNKNOWN, tags_unknown[0][3], _dirty(row or prev, [t[1] for t in tags_unknown if t[1]])
     if tags_failed:
-        return FAILED, tags_failed[0][3], row if row is not None else prev
+        row = row if row is not None else prev
+        if row is not None and any(t[0] == SET_PERMISSIONS for t in tags_failed):
+            row = {**row, "fingerprint": DIRTY}  # the permissions are sent again next run
+        return FAILED, tags_failed[0][3], row
     return outcome, error, row
 
 

@@ -198,12 +198,12 @@ class MailchimpHook(HttpHook):
         return self.call("POST", f"lists/{list_id}/segments", body={"name": name, "static_segment": []})
 
     def get_member(self, list_id: str, member_hash: str) -> dict | None:
-        """One member's status and tags; None when the audience has no such member."""
+        """One member's status, tags and marketing permissions; None when the audience has no such member."""
         try:
             return self.call(
                 "GET",
                 f"lists/{list_id}/members/{member_hash}",
-                params={"fields": "id,status,tags"},
+                params={"fields": "id,status,tags,marketing_permissions"},
             )
         except MailchimpApiError as exc:
             if exc.status == 404:
