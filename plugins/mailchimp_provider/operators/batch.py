@@ -143,7 +143,7 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
                     batch_id,
                     self.poll_interval,
                     deadline,
-                    not_before=time.time() + max(self.poll_interval, RESUME_NOT_BEFORE_S),
+                    not_before=min(deadline, time.time() + max(self.poll_interval, RESUME_NOT_BEFORE_S)),
                 ),
                 method_name="execute_complete",
             )
