@@ -161,8 +161,7 @@ def test_a_retry_after_a_stuck_batch_timeout_reconnects_and_completes(
     def upload_try() -> int:
         with sqlite3.connect(db) as conn:
             row = conn.execute(
-                "SELECT max(try_number) FROM task_instance WHERE dag_id = ? AND task_id = 'upload_and_poll'"
-                " AND state IN ('running', 'deferred')",
+                "SELECT max(try_number) FROM task_instance WHERE dag_id = ? AND task_id = 'upload_and_poll'",
                 (definition.dag_id,),
             ).fetchone()
         return row[0] or 0
