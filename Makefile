@@ -23,7 +23,7 @@ test: venv  ## the test suite (PostgreSQL tests skip when no server is reachable
 	$(PY) -m pytest $(ARGS)
 
 test-services: venv  ## a real Airflow deployment (Celery, Redis, PostgreSQL) and the UI in headless Chromium
-	$(PY) -m pytest -m "services or browser" tests/services $(ARGS)
+	$(PY) -m pytest -m "services or browser" $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
