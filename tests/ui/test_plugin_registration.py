@@ -53,6 +53,7 @@ def test_a_plugins_folder_importing_it_loads_it_once(tmp_path) -> None:
 
 def test_the_project_plugins_folder_does_not_load_it_again() -> None:
     # The installed package's entry point registers it; were the folder to register it too, Airflow
-    # would list "already registered" as a plugin import error.
-    names = [p["name"] for p in plugins_seen_by_airflow(ROOT / "plugins")]
-    assert "mailchimp_exports" not in names
+    # would list it twice (or an "already registered" plugin import error).
+    seen = [p for p in plugins_seen_by_airflow(ROOT / "plugins") if p["name"] == "mailchimp_exports"]
+    assert len(seen) == 1
+    assert "EntryPoint(name='mailchimp_exports'" in seen[0]["source"]
