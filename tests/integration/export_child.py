@@ -5,7 +5,9 @@ after a worker died: the dead task instance goes up for retry, and the run's rem
 one by one (the loop of dag.test(), without its "start afresh": it would delete the run and the task
 state store with it).
 
-With ``EXPORT_CHILD_DIE_AFTER_SUBMIT=1`` the first try of an upload kills its own process (SIGKILL)
+With ``EXPORT_CHILD_WAIT_ON_WORKER=1`` the uploads wait on the worker (``deferrable=False``, as
+``MailchimpBatchOperator`` used on its own by default) instead of in the triggerer, as the DAG factory has
+them. With ``EXPORT_CHILD_DIE_AFTER_SUBMIT=1`` the first try of an upload kills its own process (SIGKILL)
 right after its batch id was stored, before it waits: the moment a deferrable upload would defer.
 """
 
@@ -86,4 +88,7 @@ if __name__ == "__main__":
     folder = os.environ.get("MAILCHIMP_EXPORTS_DIR")  # a test's variant of the demo export, if any
     source = Path(folder) / DEMO_DEFINITION.name if folder else DEMO_DEFINITION
     export_dag = build_export_dag(load_definition(source), source)
+    if os.environ.get("EXPORT_CHILD_WAIT_ON_WORKER") == "1":
+        for task_id in ("upload_and_poll", "update_tags"):
+            export_dag.task_dict[task_id].partial_kwargs["deferrable"] = False
     sys.exit(start(export_dag) if sys.argv[1] == "start" else resume(export_dag, sys.argv[2]))
