@@ -103,3 +103,53 @@ def test_a_retried_commit_of_the_same_run_changes_nothing(tmp_path: Path) -> Non
     store.commit(0, ids("a"), rows(("a", ["x"], 1)), {}, {}, "r1")
     assert store.commit(0, ids("a"), rows(("a", ["x"], 1)), {}, {}, "r1") == (1, False)
     assert by_id(store)["a"]["fingerprint"] == 1  # not taken for a concurrent run and made dirty
+
+
+_COMMIT_IN_A_PROCESS = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from pathlib import Path
+from test_state import ids, rows
+from mailchimp_provider.export.state import StateStore
+name = sys.argv[2]
+print("ready", flush=True)
+StateStore(Path(sys.argv[1])).commit(1, ids(name), rows((name, [name], 1)), {name: 1}, {}, "run-" + name)
+"""
+
+
+def test_two_runs_committing_at_once_in_two_processes_lose_nothing(tmp_path: Path) -> None:
+    """Two runs planned from the same generation commit at the same moment, as two worker processes:
+    the lock serialises them, so the second sees the first's commit and merges; nothing is lost."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    from mailchimp_provider.export.state import LOCK_FILE
+
+    store = StateStore(tmp_path)
+    store.commit(0, ids("base"), rows(("base", ["x"], 1)), {}, {}, "r0")
+    fd = open(tmp_path / LOCK_FILE, "a")  # noqa: SIM115 - held across the children's start
+    fcntl.flock(fd, fcntl.LOCK_EX)  # both children reach the lock before either may commit
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _COMMIT_IN_A_PROCESS, str(tmp_path), name, str(Path(__file__).parent)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("p", "q")
+    ]
+    try:
+        for child in children:
+            assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # both are now waiting on the lock (without one, both would have committed)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        fd.close()
+    assert [child.wait(timeout=60) for child in children] == [0, 0]
+    state = store.load()
+    assert state.generation == 3
+    assert sorted(by_id(store)) == ["base", "p", "q"]
+    assert state.segments == {"p": 1, "q": 1}
+    meta = json.loads((tmp_path / "state.json").read_text())
+    assert meta["merged_with_concurrent_run"] is True  # the second commit saw the first
