@@ -38,11 +38,16 @@ def resume(dag, run_id: str) -> int:
     session = settings.Session()
     run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id))
     run.dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    deferred = []
     for ti in run.get_task_instances(session=session):
         if ti.state == TaskInstanceState.RUNNING:  # its heartbeat stopped: the scheduler retries it
             ti.state = TaskInstanceState.UP_FOR_RETRY
             ti.end_date = utcnow()
+        elif ti.state == TaskInstanceState.DEFERRED:  # its trigger goes to a triggerer still alive
+            deferred.append(ti)
     session.commit()
+    for ti in deferred:
+        _fire_trigger(ti, session)
     deadline = time.monotonic() + 600
     while run.state == DagRunState.RUNNING:
         if time.monotonic() > deadline:
@@ -62,6 +67,37 @@ def resume(dag, run_id: str) -> int:
         for ti in scheduled:
             _run_task(ti=ti, task=dag.task_dict[ti.task_id], run_triggerer=True)
     return 0 if run.state == DagRunState.SUCCESS else 1
+
+
+def _fire_trigger(ti, session) -> None:
+    """What a live triggerer does with the trigger of a task deferred by a process that died (in
+    ``dag.test()`` worker and triggerer are one process): run it, then schedule the task to resume."""
+    from uuid import UUID
+
+    from airflow.models.trigger import Trigger
+    from airflow.sdk._shared.module_loading import import_string
+    from airflow.sdk.api.datamodels._generated import TaskInstance as TaskInstanceSDK
+    from airflow.sdk.definitions.dag import _run_inline_trigger
+    from airflow.sdk.serde import serialize
+    from airflow.utils.state import TaskInstanceState
+
+    row = session.get(Trigger, ti.trigger_id)
+    trigger = import_string(row.classpath)(**row.kwargs)
+    sdk_ti = TaskInstanceSDK(
+        id=UUID(str(ti.id)),
+        task_id=ti.task_id,
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        try_number=ti.try_number,
+        map_index=ti.map_index,
+        dag_version_id=UUID(str(ti.dag_version_id)),
+    )
+    print(f"firing the trigger of deferred {ti.task_id}[{ti.map_index}]", flush=True)
+    event = _run_inline_trigger(trigger, sdk_ti)
+    ti.next_kwargs = {"event": serialize(event.payload)}
+    ti.trigger_id = None
+    ti.state = TaskInstanceState.SCHEDULED
+    session.commit()
 
 
 def die_after_submit() -> None:

@@ -63,11 +63,13 @@ def test_a_run_killed_between_the_phases_is_completed_once(
     if kill_in == "upload_and_poll":
         stored = f"SELECT run_id FROM task_state_store WHERE task_id = '{kill_in}'"
         _wait(lambda: {r[0] for r in _query(stored)} - known, child, "phase 1 batch")
-    else:  # phase 1 is done; phase 2 is stuck, or about to be submitted
+    else:  # phase 1 is done; phase 2's batch is stuck and its task deferred: worker and triggerer die
         mailchimp_conn.clear_faults()
         done = "SELECT run_id FROM task_instance WHERE task_id = 'upload_and_poll' AND state = 'success'"
         _wait(lambda: {r[0] for r in _query(done)} - known, child, "phase 1 success")
         mailchimp_conn.set_faults(stuck_in="started")
+        deferred = "SELECT run_id FROM task_instance WHERE task_id = 'update_tags' AND state = 'deferred'"
+        _wait(lambda: {r[0] for r in _query(deferred)} - known, child, "phase 2 deferred")
     child.send_signal(signal.SIGKILL)
     child.wait()
     (run_id,) = {r[0] for r in _query("SELECT DISTINCT run_id FROM dag_run")} - known
