@@ -27,6 +27,7 @@ def test_all_dags_load_without_errors(monkeypatch) -> None:
         "check_audience",
         "extract",
         "validate_and_map",
+        "plan",
         "chunk",
         "upload_and_poll",
         "tag_jobs",
