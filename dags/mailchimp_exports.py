@@ -17,6 +17,7 @@ from airflow.sdk import (
     CronTriggerTimetable,
     Param,
     TriggerRule,
+    get_current_context,
     task,
 )
 from airflow.sdk.exceptions import AirflowFailException
@@ -49,9 +50,11 @@ def _collect(uploads) -> list[dict]:
 
 
 def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
-    """check_audience -> extract -> validate and map (and plan) -> chunk -> upload_and_poll (phase 1:
-    members, one mapped task per batch job) -> update_tags (phase 2: tag changes) -> reconcile."""
+    """check_audience -> extract -> validate_and_map (one mapped task per subscriber-hash partition) ->
+    plan -> chunk -> upload_and_poll (phase 1: members, one mapped task per batch job) -> update_tags
+    (phase 2: tag changes) -> reconcile."""
     segments = definition.segment_names
+    partitions = definition.prepare_partitions
     with DAG(
         dag_id=definition.dag_id,
         description=definition.description or f"Export {', '.join(segments)} to Mailchimp",
@@ -115,11 +118,25 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
                 )
             return steps.extract_segment(definition, run_id, chosen)
 
-        @task
-        def validate_and_map(params=None, run_id=None) -> dict:
+        @task(map_index_template="{{ partition_label }}")
+        def validate_and_map(partition: int, params=None, run_id=None) -> dict:
+            """One subscriber-hash partition of the profiles (one address never spans two)."""
+            get_current_context()["partition_label"] = f"partition {partition + 1} of {partitions}"
             return steps.validate_and_map(
                 definition,
                 run_id,
+                segments=[s for s in params["segments"] if s in segments],
+                partition=partition,
+                partitions=partitions,
+            )
+
+        @task
+        def plan(prepared, params=None, run_id=None) -> dict:
+            """The partitions added up (max_profiles over them all), planned against the export's state."""
+            return steps.plan_run(
+                definition,
+                run_id,
+                _collect(prepared),
                 segments=[s for s in params["segments"] if s in segments],
                 full_sync=params["full_sync"],
                 allow_removals=params["allow_removals"],
@@ -139,7 +156,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         def reconcile(
             audience: dict,
             extracted: dict,
-            prepared: dict,
+            planned: dict,
             uploads: list[dict] | None,
             tag_uploads: list[dict] | None,
             params=None,
@@ -148,7 +165,8 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             durations = {
                 "check_audience": audience["seconds"],
                 "extract": extracted["seconds"],
-                "validate_and_map": prepared["seconds"],
+                "validate_and_map": planned["prepare_seconds"],  # the slowest partition
+                "plan": planned["seconds"],
             }
             return steps.reconcile_run(
                 definition,
@@ -166,7 +184,8 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
 
         audience = check_audience()
         extracted = extract()
-        prepared = validate_and_map()
+        prepared = validate_and_map.expand(partition=list(range(partitions)))
+        planned = plan(prepared)
         jobs = chunk()
         batch_settings = {
             "mailchimp_conn_id": definition.mailchimp.conn_id,
@@ -185,9 +204,10 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         tag_updates = MailchimpBatchOperator.partial(
             task_id="update_tags", trigger_rule=TriggerRule.NONE_FAILED, **batch_settings
         ).expand_kwargs(phase2)
-        audience >> extracted >> prepared >> jobs >> phase2
+        audience >> extracted >> prepared
+        planned >> jobs >> phase2
         uploads >> tag_updates
-        reconcile(audience, extracted, prepared, uploads.output, tag_updates.output) >> announce()
+        reconcile(audience, extracted, planned, uploads.output, tag_updates.output) >> announce()
     return dag
 
 

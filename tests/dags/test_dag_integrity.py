@@ -27,6 +27,7 @@ def test_all_dags_load_without_errors(monkeypatch) -> None:
         "check_audience",
         "extract",
         "validate_and_map",
+        "plan",
         "chunk",
         "upload_and_poll",
         "tag_jobs",
@@ -76,6 +77,11 @@ BROKEN = {
         "allows 2000 batch jobs",
     ),
     "huge.yaml": ("export: huge\n# " + "x" * 300_000 + "\n", "larger than"),
+    "many_partitions.yaml": (
+        "export: many_partitions\nmailchimp: {conn_id: m, audience_id: a1}\nwarehouse: {conn_id: w, table: t}\n"
+        "segments: [s]\ncolumns: {id: id, email: e}\nprepare_partitions: 33\n",
+        "field 'prepare_partitions': Input should be less than or equal to 32",
+    ),
 }
 
 

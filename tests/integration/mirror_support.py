@@ -155,7 +155,10 @@ class StepRun:
         return self
 
     def plan(self) -> StepRun:
-        steps.validate_and_map(self.d, self.run_id, dry_run=self.dry_run, **self.params)
+        segments = self.params.get("segments")
+        n = self.d.prepare_partitions
+        prepared = [steps.validate_and_map(self.d, self.run_id, segments, k, n) for k in range(n)]
+        steps.plan_run(self.d, self.run_id, prepared, dry_run=self.dry_run, **self.params)
         self.jobs = steps.chunk_jobs(self.d, self.run_id, self.dry_run)
         self.tag_jobs = steps.tag_jobs(self.d, self.run_id, self.dry_run)
         self.done.append("plan")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from mailchimp_provider.export.definition import load_definition
 from mailchimp_provider.export.validate import email_key, normalise_email
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
-from support import DEMO_DEFINITION, run_export, write_definition
+from support import DEMO_DEFINITION, latest_report, run_export, write_definition
 
 
 def expected_addresses(warehouse: Path, segments: list[str]) -> dict[str, str]:
@@ -129,3 +130,45 @@ def test_export_from_postgresql_matches_sqlite(
     expected = expected_addresses(seeded_sqlite, ["vip_customers", "churn_risk"])  # same seed, same rows
     assert {m["email_address"].lower() for m in members} <= set(expected)
     assert len(expected) - len(members) == report["totals"]["failed_at_mailchimp"]
+
+
+def _audience(server) -> dict[str, tuple]:
+    return {
+        m["email_address"].lower(): (m["status"], m["merge_fields"], sorted(m["tags"]))
+        for m in server.members(server.list_id)
+    }
+
+
+def _counts(report: dict) -> dict:
+    kept = ("rows_read", "profiles_read", "rejected_locally", "dropped_values", "totals", "plan", "segments")
+    return {k: report[k] for k in kept} | {k: report[k] for k in ("created", "updated", "unchanged")}
+
+
+@pytest.mark.slow
+def test_an_export_prepared_in_partitions_ends_as_the_whole_one(
+    warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch
+) -> None:
+    """The same segments (with duplicates and bad addresses) exported whole, then, into the emptied
+    audience as another export, prepared by three mapped validate_and_map tasks: the same report counts
+    and the same audience. (Planning against owned state: tests/export/test_partitioned_run.py.)"""
+    from mailchimp_exports import build_export_dag
+
+    changes = {"segments": ["newsletter_opt_in", "vip_customers"], "extract_chunk_rows": 500}
+    whole = run_export(write_definition(monkeypatch, tmp_path / "whole", export="whole", **changes))
+    audience = _audience(mailchimp_conn)
+    mailchimp_conn.reset()
+
+    definition = write_definition(
+        monkeypatch, tmp_path / "split", export="split", prepare_partitions=3, **changes
+    )
+    run = build_export_dag(definition, DEMO_DEFINITION).test()
+    assert run.state == "success"
+    partitions = sorted(
+        (ti.map_index, ti.rendered_map_index, ti.state)
+        for ti in run.get_task_instances()
+        if ti.task_id == "validate_and_map"
+    )
+    assert partitions == [(k, f"partition {k + 1} of 3", "success") for k in range(3)]
+    split = latest_report()
+    assert _counts(split) == _counts(whole) and whole["created"] > 0
+    assert _audience(mailchimp_conn) == audience

@@ -104,7 +104,7 @@ def test_too_many_profiles_fails_before_upload(
         monkeypatch, tmp_path / "exports", export="too_many", max_profiles=limit, retries=0
     )
     states = run_failing(definition)
-    assert states["validate_and_map"] == "failed"
+    assert states["validate_and_map"] == "success" and states["plan"] == "failed"
     out = capfd.readouterr().out
     found = re.search(r"found ([\d,]+) valid profiles, more than its limit max_profiles=([\d,]+)", out)
     assert found, [line for line in out.splitlines() if "max_profiles" in line]

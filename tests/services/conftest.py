@@ -2,7 +2,7 @@
 
 Exports used by the scenarios, each into its own audience of the local Mailchimp server:
 svc_manual (triggered by hand), svc_browser (triggered from the UI), svc_asset (follows the demo
-warehouse refresh), svc_wide (many upload tasks), svc_wide_local (the same on the LocalExecutor),
+warehouse refresh), svc_wide (many upload tasks, prepared in four partitions), svc_wide_local (the same on the LocalExecutor),
 svc_crash (a worker killed mid-upload).
 """
 
@@ -35,6 +35,7 @@ EXPORTS = {
         job_size=500,
         max_profiles=5000,
         poll_interval_s=1,
+        prepare_partitions=4,
     ),
     "svc_wide_local": export_definition(
         "svc_wide_local",

@@ -72,7 +72,8 @@ def test_warehouse_refresh_triggers_the_export_through_the_asset(airflow_service
 
 def test_uploads_run_at_once_on_both_workers_within_the_pool(airflow_services: AirflowDeployment) -> None:
     """Several upload tasks: they overlap, both Celery workers take some, the pool bounds them (deferred
-    ones included), and each waits in the triggerer (state `deferred`, a MailchimpBatchTrigger row)."""
+    ones included), and each waits in the triggerer (state `deferred`, a MailchimpBatchTrigger row).
+    Before them, four validate_and_map tasks prepare the export's four partitions on both workers."""
     dag_id, slots = "mailchimp_export__svc_wide", 4
     airflow_services.api(
         "PATCH", f"pools/{POOL}", json={"pool": POOL, "slots": slots, "include_deferred": True}
@@ -101,6 +102,13 @@ def test_uploads_run_at_once_on_both_workers_within_the_pool(airflow_services: A
     run = airflow_services.wait_run(dag_id, run_id, timeout=240, on_poll=sample)
 
     assert run["state"] == "success"
+    partitions = [
+        ti for ti in airflow_services.task_instances(dag_id, run_id) if ti["task_id"] == "validate_and_map"
+    ]
+    assert sorted((ti["map_index"], ti["rendered_map_index"], ti["state"]) for ti in partitions) == [
+        (k, f"partition {k + 1} of 4", "success") for k in range(4)
+    ]
+    assert {ti["hostname"] for ti in partitions} == set(WORKERS)
     uploads = _uploads(airflow_services, dag_id, run_id)
     assert len(uploads) >= 5
     assert {ti["state"] for ti in uploads} == {"success"}

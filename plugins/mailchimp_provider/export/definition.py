@@ -28,6 +28,8 @@ from mailchimp_provider.export.transform import Transform
 EXPORTS_DIR_ENV = "MAILCHIMP_EXPORTS_DIR"
 MAX_DEFINITION_BYTES = 256 * 1024
 MAX_BATCH_JOBS = 200  # upload tasks a run may map to: far below Airflow's max_map_length (1024)
+# Preparation tasks a run may map to: each reads every extracted part, so more mostly adds reading
+MAX_PREPARE_PARTITIONS = 32
 
 # Plain SQL identifiers, optionally schema-qualified. They are still quoted when used: this check only
 # makes a hostile name fail at parse time with a clear message instead of at query time.
@@ -124,6 +126,7 @@ class ExportDefinition(_Strict):
     max_profiles: Annotated[int, Field(gt=0, le=10_000_000)] = 1_000_000
     job_size: Annotated[int, Field(ge=500, le=500_000)] = 50_000
     extract_chunk_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 50_000
+    prepare_partitions: Annotated[int, Field(ge=1, le=MAX_PREPARE_PARTITIONS)] = 1
     poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     batch_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3 * 3600.0
     retries: Annotated[int, Field(ge=0, le=10)] = 2

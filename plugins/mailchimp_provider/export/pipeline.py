@@ -3,7 +3,7 @@ with connections they looked up, and the benchmark and memory tests call them wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -47,7 +47,9 @@ def extract_to_staging(
     placeholder: str,
     quote: str,
 ) -> ExtractResult:
-    staging.remove_tree(paths.extract_dir)  # a retry starts the extract afresh
+    # a retry starts the extract afresh; what was prepared from an earlier extract goes with it
+    for directory in (paths.extract_dir, paths.members_dir, paths.rejects_dir):
+        staging.remove_tree(directory)
     sql, params = build_query(definition, segments, placeholder, quote)
     return extract(
         cursor,
@@ -73,9 +75,12 @@ def prepare_in_staging(
     audience: Audience,
     archived: frozenset[str] = frozenset(),
     member_fields: MemberFieldPlan | None = None,
+    partition: int = 0,
+    partitions: int = 1,
 ) -> PrepareResult:
     """Validate and map the extracted parts (through the definition's transform, if any) into member
-    and reject parts; enforce max_profiles."""
+    and reject parts: those of one subscriber-hash partition of the addresses when ``partitions`` > 1.
+    Every partition reads every part; its memory grows with the part and its own addresses."""
     settings = PrepareSettings(
         id_column=definition.columns.id,
         email_column=definition.columns.email,
@@ -86,25 +91,54 @@ def prepare_in_staging(
         archived_hashes=archived,
         segment_tags=definition.segment_tags(),
         member_fields=member_fields,
+        partition=partition,
+        partitions=partitions,
     )
-    for directory in (paths.members_dir, paths.rejects_dir):
-        staging.remove_tree(directory)
+    for directory in (paths.members_dir, paths.rejects_dir):  # a retry writes its partition afresh
+        for path in paths.prepared_parts(directory, partition):
+            path.unlink()
     preparer = Preparer(
         settings,
-        write_members=lambda i, t: staging.write_parquet(paths.part(paths.members_dir, i), t),
-        write_rejects=lambda i, t: staging.write_parquet(paths.part(paths.rejects_dir, i), t),
+        write_members=lambda i, t: staging.write_parquet(
+            paths.prepared_part(paths.members_dir, partition, i), t
+        ),
+        write_rejects=lambda i, t: staging.write_parquet(
+            paths.prepared_part(paths.rejects_dir, partition, i), t
+        ),
     )
     parts = read_parts(paths.extract_dir)
     if definition.transform:
         parts = transform.apply(definition.transform, parts)
-    result = preparer.run(parts)
-    if result.accepted > definition.max_profiles:
+    return preparer.run(parts)
+
+
+def merge_prepared(results: Sequence[PrepareResult]) -> PrepareResult:
+    """The preparation of a whole run from its partitions': each partition read every row and counted
+    only the profiles of its own addresses, which no other partition has."""
+    merged = PrepareResult(
+        rows_read=max((r.rows_read for r in results), default=0),
+        parts=max((r.parts for r in results), default=0),
+    )
+    for result in results:
+        merged.profiles_read += result.profiles_read
+        merged.accepted += result.accepted
+        for total, counts in (
+            (merged.rejected, result.rejected),
+            (merged.dropped_values, result.dropped_values),
+        ):
+            for key, count in counts.items():
+                total[key] = total.get(key, 0) + count
+    return merged
+
+
+def check_profile_limit(definition: ExportDefinition, accepted: int) -> None:
+    """Stop before anything is uploaded when the run found more valid profiles than max_profiles."""
+    if accepted > definition.max_profiles:
         raise TooManyProfiles(
-            f"export '{definition.export}' found {result.accepted:,} valid profiles, more than its limit "
+            f"export '{definition.export}' found {accepted:,} valid profiles, more than its limit "
             f"max_profiles={definition.max_profiles:,}; nothing was uploaded. Narrow the segments or raise "
             "max_profiles in the export definition."
         )
-    return result
 
 
 def segment_rows(paths: RunPaths, definition: ExportDefinition) -> dict[str, int]:
@@ -118,11 +152,8 @@ def segment_rows(paths: RunPaths, definition: ExportDefinition) -> dict[str, int
     return counts
 
 
-def _ids(directory: Any) -> pa.Array:
-    arrays = [
-        staging.read_parquet(path, ["profile_id"])["profile_id"].combine_chunks()
-        for path in staging.sorted_files(directory, ".parquet")
-    ]
+def _ids(parts: Sequence[Any]) -> pa.Array:
+    arrays = [staging.read_parquet(path, ["profile_id"])["profile_id"].combine_chunks() for path in parts]
     return pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
 
 
@@ -132,8 +163,12 @@ def plan_in_staging(
     state: ExportState,
     segments: list[str],
     full_sync: bool = False,
+    member_parts: Sequence[Any] | None = None,
+    reject_parts: Sequence[Any] | None = None,
 ) -> PlanSummary:
-    """Plan every accepted profile and every owned leaver against the export's state."""
+    """Plan every accepted profile and every owned leaver against the export's state. ``member_parts``
+    and ``reject_parts``: what the run's preparation wrote, from all its partitions (default: every
+    part in the run's folders)."""
     staging.remove_tree(paths.plan_dir)
     settings = PlanSettings(
         segments=segments,
@@ -142,10 +177,14 @@ def plan_in_staging(
         on_leave=definition.on_leave,
         full_sync=full_sync,
     )
-    accepted = _ids(paths.members_dir)
-    read = pa.concat_arrays([accepted, _ids(paths.rejects_dir)])
+    if member_parts is None:
+        member_parts = staging.sorted_files(paths.members_dir, ".parquet")
+    if reject_parts is None:
+        reject_parts = staging.sorted_files(paths.rejects_dir, ".parquet")
+    accepted = _ids(member_parts)
+    read = pa.concat_arrays([accepted, _ids(reject_parts)])
     planner = Planner(settings, state, lambda i, t: staging.write_parquet(paths.part(paths.plan_dir, i), t))
-    return planner.run(read_parts(paths.members_dir), accepted, read)
+    return planner.run((staging.read_parquet(path) for path in member_parts), accepted, read)
 
 
 def chunk_in_staging(

@@ -239,6 +239,15 @@ class RunPaths:
     def part(self, directory: Any, index: int, suffix: str = ".parquet") -> Any:
         return directory / f"part-{index:05d}{suffix}"
 
+    def prepared_part(self, directory: Any, partition: int, index: int) -> Any:
+        """A member or reject part written by the preparation of one subscriber-hash partition."""
+        return directory / f"partition-{partition:03d}-part-{index:05d}.parquet"
+
+    def prepared_parts(self, directory: Any, partition: int) -> list[Any]:
+        """The member or reject parts of one partition, in the order they were written."""
+        prefix = f"partition-{partition:03d}-"
+        return [p for p in sorted_files(directory, ".parquet") if p.name.startswith(prefix)]
+
     def job_operations(self, job: int) -> Any:
         return self.jobs_dir / f"job-{job:05d}.jsonl"
 

@@ -3,6 +3,7 @@ small JSON-able summaries out. The work itself is in the plain-Python modules be
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -14,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from airflow.sdk import Connection
+from airflow.sdk import Connection, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
 from mailchimp_provider.export import cleanup, member_fields, pipeline, staging, transform
@@ -26,6 +27,7 @@ from mailchimp_provider.export.extract import (
 )
 from mailchimp_provider.export.mapping import Audience, MappingError, MergeField, plan_fields
 from mailchimp_provider.export.plan import IN_TRANSIT, UNCHANGED, check_removals
+from mailchimp_provider.export.prepare import PrepareResult
 from mailchimp_provider.export.reconcile import RunReport
 from mailchimp_provider.export.staging import RunPaths
 from mailchimp_provider.export.state import ExportState, StateError, StateStore
@@ -191,22 +193,63 @@ def validate_and_map(
     definition: ExportDefinition,
     run_id: str,
     segments: list[str] | None = None,
-    full_sync: bool = False,
-    allow_removals: bool = False,
-    dry_run: bool = False,
+    partition: int = 0,
+    partitions: int = 1,
 ) -> dict:
-    """Validate and map the rows, then plan against the export's state; the removal guard stops the run
-    here, before anything is sent."""
+    """Validate and map one subscriber-hash partition of the extracted rows (all of them when the export
+    is not partitioned). Returns the counts and the parts it wrote, for :func:`plan_run` to add up."""
     started = time.monotonic()
     segments = segments or definition.segment_names
     paths = run_paths(definition, run_id)
     audience = Audience.from_json(staging.read_text(paths.audience))
     archived = frozenset(staging.read_parquet(paths.archived)["subscriber_hash"].to_pylist())
-    checked = json.loads(staging.read_text(paths.audience_check))
     extras = None
     if member_fields.is_used(definition):
         extras = member_fields.read_plan(paths.root).for_segments(segments)
-    result = pipeline.prepare_in_staging(paths, definition, audience, archived, extras)
+    result = pipeline.prepare_in_staging(
+        paths, definition, audience, archived, extras, partition=partition, partitions=partitions
+    )
+    log.info(
+        "Partition %s of %s: %s profiles, %s accepted, rejected %s",
+        partition + 1,
+        partitions,
+        result.profiles_read,
+        result.accepted,
+        result.rejected or "none",
+    )
+    return {
+        "partition": partition,
+        **dataclasses.asdict(result),
+        "members": [str(p) for p in paths.prepared_parts(paths.members_dir, partition)],
+        "rejects": [str(p) for p in paths.prepared_parts(paths.rejects_dir, partition)],
+        "seconds": _timed(started),
+    }
+
+
+def _prepared(partition: dict) -> PrepareResult:
+    return PrepareResult(**{f.name: partition[f.name] for f in dataclasses.fields(PrepareResult)})
+
+
+@fail_fast_on_user_mistakes
+def plan_run(
+    definition: ExportDefinition,
+    run_id: str,
+    prepared: list[dict],
+    segments: list[str] | None = None,
+    full_sync: bool = False,
+    allow_removals: bool = False,
+    dry_run: bool = False,
+) -> dict:
+    """Add up the partitions ``prepared`` (what :func:`validate_and_map` returned for each), enforce
+    max_profiles over all of them, then plan against the export's state; the removal guard stops the run
+    here, before anything is sent."""
+    started = time.monotonic()
+    segments = segments or definition.segment_names
+    paths = run_paths(definition, run_id)
+    result = pipeline.merge_prepared([_prepared(p) for p in prepared])
+    pipeline.check_profile_limit(definition, result.accepted)
+    audience = Audience.from_json(staging.read_text(paths.audience))
+    checked = json.loads(staging.read_text(paths.audience_check))
     state = state_store(definition).load()
     if checked["lost_members"]:  # no longer in the audience: no longer owned, sent as new if still exported
         lost = pa.array(checked["lost_members"], pa.string())
@@ -214,7 +257,15 @@ def validate_and_map(
             pc.invert(pc.is_in(state.members["subscriber_hash"], value_set=lost))
         )
     full_sync_reason = checked["full_sync_reason"] or ("full_sync param" if full_sync else None)
-    plan = pipeline.plan_in_staging(paths, definition, state, segments, full_sync_reason is not None)
+    plan = pipeline.plan_in_staging(
+        paths,
+        definition,
+        state,
+        segments,
+        full_sync_reason is not None,
+        member_parts=[ObjectStoragePath(p) for part in prepared for p in part["members"]],
+        reject_parts=[ObjectStoragePath(p) for part in prepared for p in part["rejects"]],
+    )
     rows = pipeline.segment_rows(paths, definition)
     for segment, counts in plan.segments.items():
         counts["rows"] = rows.get(segment, 0)
@@ -245,6 +296,7 @@ def validate_and_map(
         "warnings": warnings + ([f"removal guard: {blocked}"] if blocked else []),
         "removal_guard": guard,
         "full_sync_reason": full_sync_reason,
+        "prepare_seconds": max((p["seconds"] for p in prepared), default=0.0),
         "seconds": _timed(started),
     }
     staging.write_text(paths.root / PREPARE_SUMMARY, json.dumps(summary))
@@ -256,12 +308,16 @@ def validate_and_map(
         plan.leavers,
     )
     if guard["blocked"]:
-        report = _report(definition, run_id, dry_run, summary, [], {"validate_and_map": summary["seconds"]})
+        durations = {"validate_and_map": summary["prepare_seconds"], "plan": summary["seconds"]}
+        report = _report(definition, run_id, dry_run, summary, [], durations)
         report.plan = plan.planned
         _write_report(paths, report)
         log.error("Export stopped: %s", blocked)
         raise AirflowFailException(f"Export '{definition.export}' stopped: {blocked}")
-    return {k: summary[k] for k in ("profiles_read", "to_send", "unchanged", "rejected", "seconds")}
+    return {
+        k: summary[k]
+        for k in ("profiles_read", "to_send", "unchanged", "rejected", "prepare_seconds", "seconds")
+    }
 
 
 def chunk_jobs(definition: ExportDefinition, run_id: str, dry_run: bool) -> list[dict]:

@@ -104,7 +104,15 @@ LABELS = {
     "dropped_values": "Values left out (field:reason)",
     "planned": "would send",
 }
-DURATION_ORDER = ("check_audience", "extract", "validate_and_map", "chunk", "mailchimp_batches", "reconcile")
+DURATION_ORDER = (
+    "check_audience",
+    "extract",
+    "validate_and_map",
+    "plan",
+    "chunk",
+    "mailchimp_batches",
+    "reconcile",
+)
 
 
 def _label(key: str) -> str:
