@@ -68,6 +68,9 @@ def both(parts: list[pa.Table], job_size: int) -> None:
             JobWriter(tag_ops.__setitem__, tag_index.__setitem__),
             TAG_IDS,
         )
+        for texts in (ops, tag_ops):  # the reference wrote text, the chunker writes its UTF-8
+            for job, text in texts.items():
+                texts[job] = text.encode() if isinstance(text, str) else text
         for tables in (index, tag_index):
             for job, table in tables.items():
                 tables[job] = (table.schema, table.to_pylist())

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring  # the C encoder json.dumps(..., ensure_ascii=False) uses
 
 import numpy as np
 import pyarrow as pa
@@ -64,6 +65,9 @@ _PENDING_SCHEMA = pa.schema(
     ]
 )
 _COMMA, _NOTHING = pa.scalar(",", pa.large_string()), pa.scalar("", pa.large_string())
+# The body of an operation's template, a string no body is: the line splits around it.
+_MARK = "\x00"
+_MARK_JSON = json.dumps(_MARK).encode()
 _MEMBERS = pa.scalar('{"members":[', pa.large_string())
 _UPDATE_EXISTING = pa.scalar('],"update_existing":true}', pa.large_string())
 _PHASE1 = pa.array([UPSERT, EMAIL_CHANGE, ARCHIVE])
@@ -80,23 +84,38 @@ def _operation(method: str, path: str, op_id: str, body: str | None = None) -> s
     return json.dumps(op, ensure_ascii=False)
 
 
-def _subscribe_lines(audience_id: str, op_ids: list[str], members: list[pa.Table]) -> list[str]:
-    """The batch-subscribe operations' JSON lines: each operation's member JSON joined in Arrow, spliced
-    in as it is, not parsed again."""
-    data = pa.concat_arrays([c for m in members for c in m["body"].chunks])
-    offsets = np.zeros(len(members) + 1, np.int32)
-    np.cumsum([m.num_rows for m in members], out=offsets[1:])
+def _json_string(utf8: memoryview) -> bytes:
+    """UTF-8 text as a JSON string literal, exactly as ``json.dumps(..., ensure_ascii=False)`` writes
+    it, without decoding it: json escapes only ASCII characters, and read as Latin-1 each byte is one
+    character, so the bytes of other characters pass through as they are."""
+    return encode_basestring(str(utf8, "latin-1")).encode("latin-1")
+
+
+def _subscribe_lines(audience_id: str, ops: list[_Subscribe]) -> list[list[bytes]]:
+    """The batch-subscribe operations' JSON lines, each as UTF-8 pieces: an operation's member JSON
+    joined in Arrow and written as its string body between the line's head and tail, as ``json.dumps``
+    writes the line."""
+    data = pa.concat_arrays([c for op in ops for c in op.members["body"].chunks])
+    offsets = np.zeros(len(ops) + 1, np.int32)
+    np.cumsum([op.members.num_rows for op in ops], out=offsets[1:])
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), data), _COMMA)
-    bodies = pc.binary_join_element_wise(_MEMBERS, joined, _UPDATE_EXISTING, _NOTHING).to_pylist()
+    bodies = pc.binary_join_element_wise(_MEMBERS, joined, _UPDATE_EXISTING, _NOTHING)
+    _, ends, buffer = bodies.buffers()
+    ends = np.frombuffer(ends, np.int64)[bodies.offset : bodies.offset + len(bodies) + 1].tolist()
+    view = memoryview(buffer)
     path = f"/lists/{audience_id}"
-    return [_operation("POST", path, op_id, body) for op_id, body in zip(op_ids, bodies, strict=True)]
+    lines = []
+    for k, op in enumerate(ops):
+        head, tail = _operation("POST", path, op.op_id, _MARK).encode().rsplit(_MARK_JSON, 1)
+        lines.append([head, _json_string(view[ends[k] : ends[k + 1]]), tail])
+    return lines
 
 
 @dataclass(frozen=True)
 class JobWriter:
-    """Where chunking puts a job's operations (JSON lines) and its operation-to-profile index."""
+    """Where chunking puts a job's operations (JSON lines, UTF-8) and its operation-to-profile index."""
 
-    write_operations: Callable[[int, str], None]
+    write_operations: Callable[[int, bytes], None]
     write_index: Callable[[int, pa.Table], None]
 
 
@@ -151,15 +170,12 @@ class _Jobs:
             return
         job = len(self.jobs)
         subscribes = [op for op in self.ops if isinstance(op, _Subscribe)]
-        written = iter(
-            _subscribe_lines(
-                self.audience_id, [op.op_id for op in subscribes], [op.members for op in subscribes]
-            )
-            if subscribes
-            else []
-        )
-        lines = [op.line if isinstance(op, _Line) else next(written) for op in self.ops]
-        self.writer.write_operations(job, "\n".join(lines) + "\n")
+        written = iter(_subscribe_lines(self.audience_id, subscribes) if subscribes else [])
+        pieces: list[bytes] = []
+        for op in self.ops:
+            pieces += [op.line.encode()] if isinstance(op, _Line) else next(written)
+            pieces.append(b"\n")
+        self.writer.write_operations(job, b"".join(pieces))
         self.writer.write_index(job, self._index())
         self.jobs.append(job)
         self.ops.clear()

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from mailchimp_provider.export import staging
@@ -204,6 +206,18 @@ def split_permissions(data_json: str) -> tuple[str, str | None]:
     if at < 0:
         return data_json, None
     return data_json[:at] + "}", "{" + data_json[at + 1 :]
+
+
+def split_permissions_column(data_json: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """:func:`split_permissions` over a column (the greedy group ends at the key's last occurrence, as
+    ``rfind`` does)."""
+    has = pc.fill_null(pc.match_substring(data_json, _PERMISSIONS_KEY), False)
+    if not pc.any(has).as_py():
+        return data_json, pa.nulls(len(data_json), pa.string())
+    parts = pc.extract_regex(data_json, r'(?s)^(?P<member>.*),"marketing_permissions":\[(?P<rest>.*)$')
+    member = pc.binary_join_element_wise(pc.struct_field(parts, "member"), "}", "")
+    patch = pc.binary_join_element_wise('{"marketing_permissions":[', pc.struct_field(parts, "rest"), "")
+    return pc.if_else(has, member, data_json), pc.if_else(has, patch, pa.scalar(None, pa.string()))
 
 
 def save_plan(folder: Any, plan: MemberFieldPlan) -> None:
