@@ -24,6 +24,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=250)]
 Column = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 PLAN_FILE = "member_fields.json"
 _PERMISSIONS_KEY = ',"marketing_permissions":['
+_KEY = _PERMISSIONS_KEY.encode()
 
 _TRUE = frozenset({"1", "1.0", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "0.0", "false", "f", "no", "n", "off"})
@@ -210,10 +211,12 @@ def split_permissions(data_json: str) -> tuple[str, str | None]:
 
 def split_permissions_column(data_json: pa.Array) -> tuple[pa.Array, pa.Array]:
     """:func:`split_permissions` over a column (the greedy group ends at the key's last occurrence, as
-    ``rfind`` does)."""
-    has = pc.fill_null(pc.match_substring(data_json, _PERMISSIONS_KEY), False)
-    if not pc.any(has).as_py():
+    ``rfind`` does). A column without the key anywhere, as in most exports, is told by one search."""
+    chunks = data_json.chunks if isinstance(data_json, pa.ChunkedArray) else [data_json]
+    texts = (chunk.buffers()[2] for chunk in chunks)
+    if not any(text is not None and _KEY in text.to_pybytes() for text in texts):
         return data_json, pa.nulls(len(data_json), pa.string())
+    has = pc.fill_null(pc.match_substring(data_json, _PERMISSIONS_KEY), False)
     parts = pc.extract_regex(data_json, r'(?s)^(?P<member>.*),"marketing_permissions":\[(?P<rest>.*)$')
     member = pc.binary_join_element_wise(pc.struct_field(parts, "member"), "}", "")
     patch = pc.binary_join_element_wise('{"marketing_permissions":[', pc.struct_field(parts, "rest"), "")
