@@ -11,8 +11,9 @@ the new address, and a member's permissions can only be set, once phase 1 landed
 Each job's index maps operation -> profile(s) with an ``action`` column, so reconcile reads answers by action.
 
 Batch-subscribe operations, nearly all of the work, are written from columns: an operation's 500
-member JSON texts are joined in Arrow and Python goes operation by operation; it goes row by row only
-for the other actions and for phase 2's rows (permissions and tags to move).
+member JSON texts are joined in Arrow and escaped as one string body, and jobs are written as UTF-8
+bytes. Python goes operation by operation for them, and row by row only for the other actions and for
+phase 2's rows (permissions and tags to move).
 """
 
 from __future__ import annotations
