@@ -94,7 +94,7 @@ def test_every_profile_has_exactly_one_outcome(batch, chunk_rows, rnd) -> None:
             assert all(len(str(v).encode()) <= 255 for v in member["merge_fields"].values())
 
     # a made-up Mailchimp answer per operation: created, updated, refused or a failed operation
-    ops: dict[int, str] = {}
+    ops: dict[int, bytes] = {}
     indexes: dict[int, pa.Table] = {}
     plans: list[pa.Table] = []
     accepted = pa.concat_arrays(
@@ -110,7 +110,7 @@ def test_every_profile_has_exactly_one_outcome(batch, chunk_rows, rnd) -> None:
     )
     for job in jobs:
         results = {"operation_id": [], "status_code": [], "response": []}
-        for line in ops[job].split("\n")[:-1]:
+        for line in ops[job].splitlines():
             op = json.loads(line)
             answer = {"new_members": [], "updated_members": [], "errors": []}
             for m in json.loads(op["body"])["members"]:

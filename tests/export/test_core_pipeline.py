@@ -145,7 +145,7 @@ def test_chunking_and_reconcile_account_for_everyone(warehouse) -> None:
     Planner(settings, ExportState(), lambda i, t: plans.append(t)).run(
         [members], members["profile_id"], members["profile_id"]
     )
-    operations: dict[int, str] = {}
+    operations: dict[int, bytes] = {}
     indexes: dict[int, pa.Table] = {}
     jobs, tag_jobs = chunk_plan(
         plans,
@@ -156,7 +156,7 @@ def test_chunking_and_reconcile_account_for_everyone(warehouse) -> None:
         {},
     )
     assert jobs == [0] and tag_jobs == []
-    op = json.loads(operations[0].split("\n")[0])
+    op = json.loads(operations[0].splitlines()[0])
     assert op["method"] == "POST" and op["path"] == "/lists/aud1"
     body = json.loads(op["body"])
     assert body["update_existing"] is True and len(body["members"]) == 3

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from mailchimp_provider.export import staging
@@ -22,6 +24,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=250)]
 Column = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 PLAN_FILE = "member_fields.json"
 _PERMISSIONS_KEY = ',"marketing_permissions":['
+_KEY = _PERMISSIONS_KEY.encode()
 
 _TRUE = frozenset({"1", "1.0", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "0.0", "false", "f", "no", "n", "off"})
@@ -204,6 +207,20 @@ def split_permissions(data_json: str) -> tuple[str, str | None]:
     if at < 0:
         return data_json, None
     return data_json[:at] + "}", "{" + data_json[at + 1 :]
+
+
+def split_permissions_column(data_json: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """:func:`split_permissions` over a column (the greedy group ends at the key's last occurrence, as
+    ``rfind`` does). A column without the key anywhere, as in most exports, is told by one search."""
+    chunks = data_json.chunks if isinstance(data_json, pa.ChunkedArray) else [data_json]
+    texts = (chunk.buffers()[2] for chunk in chunks)
+    if not any(text is not None and _KEY in text.to_pybytes() for text in texts):
+        return data_json, pa.nulls(len(data_json), pa.string())
+    has = pc.fill_null(pc.match_substring(data_json, _PERMISSIONS_KEY), False)
+    parts = pc.extract_regex(data_json, r'(?s)^(?P<member>.*),"marketing_permissions":\[(?P<rest>.*)$')
+    member = pc.binary_join_element_wise(pc.struct_field(parts, "member"), "}", "")
+    patch = pc.binary_join_element_wise('{"marketing_permissions":[', pc.struct_field(parts, "rest"), "")
+    return pc.if_else(has, member, data_json), pc.if_else(has, patch, pa.scalar(None, pa.string()))
 
 
 def save_plan(folder: Any, plan: MemberFieldPlan) -> None:

@@ -193,11 +193,11 @@ def chunk_in_staging(
     """Phase 1 (members) and phase 2 (tags) jobs from the plan."""
     staging.remove_tree(paths.jobs_dir)
     members = JobWriter(
-        write_operations=lambda job, text: staging.write_text(paths.job_operations(job), text),
+        write_operations=lambda job, data: staging.write_bytes(paths.job_operations(job), data),
         write_index=lambda job, table: staging.write_parquet(paths.job_index(job), table),
     )
     tags = JobWriter(
-        write_operations=lambda job, text: staging.write_text(paths.tag_job_operations(job), text),
+        write_operations=lambda job, data: staging.write_bytes(paths.tag_job_operations(job), data),
         write_index=lambda job, table: staging.write_parquet(paths.tag_job_index(job), table),
     )
     plan = (

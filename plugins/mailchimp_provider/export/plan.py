@@ -8,15 +8,17 @@ Rejected profiles are not planned: their state stays as it is (a rejected profil
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mailchimp_provider.export.member_fields import split_permissions
-from mailchimp_provider.export.prepare import with_tags
+from mailchimp_provider.export.member_fields import split_permissions, split_permissions_column
+from mailchimp_provider.export.prepare import with_tags, with_tags_column
 from mailchimp_provider.export.state import DIRTY, ExportState
 
 # Actions. Phase 1 (members): UPSERT, EMAIL_CHANGE, ARCHIVE; phase 2: tag changes of every action, and an
@@ -117,9 +119,9 @@ class Planner:
         self.scope, self.scope_tags = segment_scope(settings, state)
         self.members = state.members.combine_chunks()
         self.ids = self.members["profile_id"]
-        self.hashes = self.members["subscriber_hash"]
+        self.by_id, self.by_hash = _Lookup(self.ids), _Lookup(self.members["subscriber_hash"])
         self.segment_counts = {s: {"joined": 0, "left": 0, "stayed": 0} for s in settings.segments}
-        self.accepted_owner: list[bool] = []
+        self.accepted_ids = pa.array([], pa.string())
         self.consumed: dict[int, str] = {}  # state rows taken over by a new profile with their address
 
     def run(
@@ -127,7 +129,7 @@ class Planner:
     ) -> PlanSummary:
         """``accepted_ids``: profiles with a member this run; ``read_ids``: every profile read (accepted
         and rejected), so rejected owned profiles are not taken for leavers."""
-        self.accepted_owner = pc.is_in(self.ids, value_set=accepted_ids).to_pylist()
+        self.accepted_ids = accepted_ids
         index = -1
         for index, part in enumerate(member_parts):
             self.write(index, self._plan_part(part))
@@ -135,21 +137,33 @@ class Planner:
         self.summary.segments = self.segment_counts
         return self.summary
 
+    @functools.cached_property
+    def accepted_owner(self) -> np.ndarray:
+        """Whether each owned member's profile has a member this run (the few rows planned one by one
+        ask, so it is found only if asked)."""
+        return pc.is_in(self.ids, value_set=self.accepted_ids).to_numpy(zero_copy_only=False)
+
     def _count(self, key: str, bucket: dict[str, int]) -> None:
         bucket[key] = bucket.get(key, 0) + 1
 
     def _plan_part(self, part: pa.Table) -> pa.Table:
-        by_id = pc.index_in(part["profile_id"], value_set=self.ids)
-        by_hash = pc.index_in(part["subscriber_hash"], value_set=self.hashes)
+        hashes = part["subscriber_hash"].combine_chunks()
+        by_id = self.by_id.index_in(part["profile_id"].combine_chunks())
         prev = self.members.take(by_id)  # the owned row by profile id (null when not owned)
-        # The two common cases are planned column-wise: members nobody owns yet, and owned members
-        # with the same address, data, tags and segments as last time. The rest goes row by row.
+        # the owned row by address, looked up only where it is not the profile's own
+        moved = pc.fill_null(pc.not_equal(prev["subscriber_hash"], hashes), True).combine_chunks()
+        by_hash = pc.replace_with_mask(
+            pa.nulls(len(hashes), pa.int32()), moved, self.by_hash.index_in(hashes.filter(moved))
+        )
+        # The common cases are planned column-wise: members nobody owns yet, and owned members with
+        # the same address, tags and segments as last time, their data the same or changed. The rest
+        # goes row by row.
         new = pc.and_(pc.is_null(by_id), pc.is_null(by_hash))
-        same = pc.fill_null(
+        kept = pc.fill_null(
             pc.and_(
                 pc.and_(
                     pc.equal(prev["subscriber_hash"], part["subscriber_hash"]),
-                    pc.equal(prev["fingerprint"], part["fingerprint"]),
+                    pc.not_equal(prev["fingerprint"], DIRTY),
                 ),
                 pc.and_(
                     pc.equal(_joined(prev["tags"]), _joined(part["tags"])),
@@ -158,14 +172,25 @@ class Planner:
             ),
             False,
         )
-        same = pc.and_(same, pa.scalar(not self.settings.full_sync))
-        same = pc.and_(same, pc.fill_null(pc.not_equal(prev["fingerprint"], DIRTY), False))
-        rest = pc.invert(pc.or_(new, same))
+        kept = pc.and_(kept, pa.scalar(not self.settings.full_sync))
+        data_same = pc.fill_null(pc.equal(prev["fingerprint"], part["fingerprint"]), False)
+        same = pc.and_(kept, data_same)
+        changed = pc.and_(kept, pc.invert(data_same))
+        rest = pc.invert(pc.or_(pc.or_(new, same), changed))
+        # changed and row-by-row rows keep their order among themselves, as one group
+        order = np.argsort(
+            np.concatenate([np.flatnonzero(changed.to_numpy()), np.flatnonzero(rest.to_numpy())])
+        )
         return pa.concat_tables(
             [
                 self._plan_new(part.filter(new)),
                 self._plan_unchanged(part.filter(same), prev.filter(same)),
-                self._plan_rows(part.filter(rest), by_id.filter(rest), by_hash.filter(rest)),
+                pa.concat_tables(
+                    [
+                        self._plan_changed(part.filter(changed), prev.filter(changed)),
+                        self._plan_rows(part.filter(rest), by_id.filter(rest), by_hash.filter(rest)),
+                    ]
+                ).take(order),
             ]
         )
 
@@ -180,20 +205,34 @@ class Planner:
         n = part.num_rows
         self.summary.planned[UPSERT] = self.summary.planned.get(UPSERT, 0) + n
         self._count_column(part["segments"], "joined")
-        bodies, permissions = [], []
-        for data, tags in zip(part["data_json"].to_pylist(), part["tags"].to_pylist(), strict=True):
-            member, patch = split_permissions(data)
-            bodies.append(with_tags(member, tags))
-            permissions.append(patch)
+        member, permissions = split_permissions_column(part["data_json"])
         return _plan_table(
             part,
             n,
             action=UPSERT,
-            body=pa.array(bodies, pa.string()),
-            permissions=pa.array(permissions, pa.string()),
+            body=with_tags_column(member, part["tags"]),
+            permissions=permissions,
             tags_add=part["tags"],
             owned=False,
             segments=part["segments"],
+        )
+
+    def _plan_changed(self, part: pa.Table, prev: pa.Table) -> pa.Table:
+        """Owned members whose data changed, with the same address, tags and segments: sent again with
+        no tags to add or remove."""
+        n = part.num_rows
+        self.summary.planned[UPSERT] = self.summary.planned.get(UPSERT, 0) + n
+        self._count_column(part["segments"], "stayed")
+        member, permissions = split_permissions_column(part["data_json"])
+        return _plan_table(
+            part,
+            n,
+            action=UPSERT,
+            body=member,
+            permissions=permissions,
+            owned=True,
+            segments=part["segments"],
+            **_prev_columns(prev),
         )
 
     def _plan_unchanged(self, part: pa.Table, prev: pa.Table) -> pa.Table:
@@ -208,13 +247,7 @@ class Planner:
             outcome=UNCHANGED,
             owned=True,
             segments=part["segments"],
-            prev_profile_id=prev["profile_id"],
-            prev_email=prev["email"],
-            prev_hash=prev["subscriber_hash"],
-            prev_fingerprint=prev["fingerprint"],
-            prev_tags=prev["tags"],
-            prev_segments=prev["segments"],
-            prev_created=prev["created"],
+            **_prev_columns(prev),
         )
 
     def _plan_rows(self, part: pa.Table, by_id: pa.Array, by_hash: pa.Array) -> pa.Table:
@@ -370,6 +403,96 @@ class Planner:
         if not remove:
             return self._local(row, prev, LEFT_KEPT, "no tags of the export to remove", [])
         return self._send(row, prev, TAGS, None, add=[], remove=remove, segs=[], outcome=UNTAGGED)
+
+
+# A polynomial hash of a string's bytes mod 2**64, with an odd base so it has an inverse: the sum over a
+# string of (byte + 1) * Q**position, times P**end, weighs each byte by P**(distance to the end), so
+# every string of a column is hashed at once from prefix sums. Keys only narrow the search: a match is
+# confirmed on the strings themselves.
+_P = 0x100000001B3
+_Q = pow(_P, -1, 2**64)
+_KEY_BATCH = 16_384  # strings hashed at once (bounds the temporary arrays: 8 bytes a byte of text)
+
+
+def _powers(base: int, count: int) -> np.ndarray:
+    powers = np.full(count, base, np.uint64)
+    powers[:1] = 1
+    return np.cumprod(powers, out=powers)  # wraps around mod 2**64, as meant
+
+
+def _string_keys(strings: pa.Array) -> np.ndarray:
+    """A 64-bit key of each string (a null hashes as the empty string)."""
+    _, offsets, data = strings.buffers()
+    ends = np.frombuffer(offsets, np.int64 if pa.types.is_large_string(strings.type) else np.int32)
+    ends = ends[strings.offset : strings.offset + len(strings) + 1].astype(np.int64)
+    text = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    starts = np.arange(0, len(strings), _KEY_BATCH)
+    longest = int(np.max(ends[np.minimum(starts + _KEY_BATCH, len(strings))] - ends[starts], initial=0))
+    p, q = _powers(_P, longest + 1), _powers(_Q, longest)
+    keys = np.empty(len(strings), np.uint64)
+    for start in starts.tolist():
+        batch = ends[start : start + _KEY_BATCH + 1]
+        size = batch[-1] - batch[0]
+        sums = np.zeros(size + 1, np.uint64)
+        np.cumsum((text[batch[0] : batch[-1]] + np.uint64(1)) * q[:size], out=sums[1:])
+        local = batch - batch[0]
+        keys[start : start + len(batch) - 1] = p[local[1:]] * (sums[local[1:]] - sums[local[:-1]])
+    return keys
+
+
+class _Lookup:
+    """``pc.index_in(values, value_set=column)`` for many parts' values against one large column, its
+    index built once: Arrow builds a hash table of the value set on every call, 0.3 s a part against
+    1,000,000 owned members. Keys are sorted once and searched; each match is checked on the strings,
+    and the rare value whose key matched another string (a collision) is looked up by Arrow."""
+
+    def __init__(self, column: pa.Array | pa.ChunkedArray) -> None:
+        self.column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+    @functools.cached_property
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """The column's rows by key (equal keys: the first row first) and their keys; built when
+        first asked."""
+        keys = _string_keys(self.column)
+        valid = np.flatnonzero(self.column.is_valid().to_numpy(zero_copy_only=False))
+        rows = valid[np.argsort(keys[valid], kind="stable")]
+        return rows, keys[rows]
+
+    def index_in(self, values: pa.Array) -> pa.Array:
+        if not len(values):
+            return pa.array([], pa.int32())
+        if not len(self.column):
+            return pa.nulls(len(values), pa.int32())
+        rows, sorted_keys = self._sorted
+        if not len(rows):  # nothing but nulls
+            return pc.index_in(values, value_set=self.column)
+        keys = _string_keys(values)
+        at = np.minimum(np.searchsorted(sorted_keys, keys), len(rows) - 1)
+        candidate = pa.array(rows[at], mask=sorted_keys[at] != keys)
+        confirmed = pc.fill_null(pc.equal(self.column.take(candidate), values), False)
+        found = pc.if_else(confirmed, candidate, pa.scalar(None, pa.int64()))
+        null = pc.is_null(values)
+        collided = pc.and_(pc.and_(pc.is_valid(candidate), pc.invert(confirmed)), pc.invert(null))
+        if pc.any(collided).as_py():
+            looked_up = pc.index_in(values.filter(collided), value_set=self.column).cast(pa.int64())
+            found = pc.replace_with_mask(found, collided, looked_up)
+        if values.null_count:  # a null is found where the column has its first null
+            first_null = pc.index(pc.is_null(self.column), True).as_py() if self.column.null_count else None
+            found = pc.if_else(null, pa.scalar(first_null, pa.int64()), found)
+        return found.cast(pa.int32())
+
+
+def _prev_columns(prev: pa.Table) -> dict[str, pa.ChunkedArray]:
+    """The plan's columns of the state rows replaced."""
+    return {
+        "prev_profile_id": prev["profile_id"],
+        "prev_email": prev["email"],
+        "prev_hash": prev["subscriber_hash"],
+        "prev_fingerprint": prev["fingerprint"],
+        "prev_tags": prev["tags"],
+        "prev_segments": prev["segments"],
+        "prev_created": prev["created"],
+    }
 
 
 def _joined(lists: pa.ChunkedArray) -> pa.ChunkedArray:

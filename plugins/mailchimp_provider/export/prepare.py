@@ -99,6 +99,19 @@ def with_tags(data_json: str, tags: list[str]) -> str:
     return data_json[:-1] + ',"tags":[' + ",".join(map(_STRING, tags)) + "]}"
 
 
+def with_tags_column(data_json: pa.Array, tags: pa.Array) -> pa.Array:
+    """:func:`with_tags` over columns; each distinct tag is written as JSON once."""
+    tags = tags.combine_chunks() if isinstance(tags, pa.ChunkedArray) else tags
+    names = pc.list_flatten(tags).dictionary_encode()
+    quoted = pa.array(map(_STRING, names.dictionary.to_pylist()), pa.string()).take(names.indices)
+    owner = pc.list_parent_indices(tags).to_numpy()
+    joined = pc.binary_join(_list_column(owner, quoted, len(tags)), ",")
+    spliced = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(data_json, 0, -1), ',"tags":[', joined, "]}", ""
+    )
+    return pc.if_else(pc.fill_null(pc.greater(pc.list_value_length(tags), 0), False), spliced, data_json)
+
+
 def fingerprint(data_json: str) -> int:
     """A signed 64-bit digest of a member's data (tags are tracked apart, in the export's state)."""
     return int.from_bytes(hashlib.blake2b(data_json.encode(), digest_size=8).digest(), "big", signed=True)
