@@ -8,6 +8,7 @@ import json
 import tarfile
 import uuid
 import zlib
+from collections.abc import Iterator
 from enum import StrEnum
 
 import pyarrow as pa
@@ -33,6 +34,19 @@ class BatchStatus(StrEnum):
         """Only a ``pending`` batch has changed nothing yet. Deleting a later one would throw away the
         results of the operations it already applied, so their outcomes would be unknown."""
         return self is BatchStatus.PENDING
+
+
+FIRST_POLL_DELAY_S = 1.0
+
+
+def poll_delays(poll_interval: float) -> Iterator[float]:
+    """Waits between polls of a batch: 1 s, doubling up to ``poll_interval``. A small batch (a churn run's
+    few hundred changes) is seen finished within seconds instead of a whole interval; a large one costs
+    a handful of extra polls before the interval settles."""
+    delay = min(FIRST_POLL_DELAY_S, poll_interval)
+    while True:
+        yield delay
+        delay = min(delay * 2, poll_interval)
 
 
 MARKER_PREFIX = "submission-marker-"

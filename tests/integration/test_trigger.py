@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import json
 import time
 
 import pytest
+from mailchimp_provider.batches import poll_delays
 from mailchimp_provider.hooks.errors import MailchimpApiError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 from mailchimp_provider.triggers.batch import MailchimpBatchTrigger
@@ -55,6 +57,19 @@ def test_polls_until_finished(mailchimp_conn) -> None:
     assert event["status"] == "finished"
     assert event["batch"]["id"] == batch_id and event["batch"]["total_operations"] == 2  # with the marker
     assert "response_body_url" not in event["batch"]
+
+
+def test_polls_start_1_s_apart_and_double_up_to_the_interval(mailchimp_conn) -> None:
+    """A small batch is seen finished within seconds, not a whole poll interval later."""
+    assert list(itertools.islice(poll_delays(10.0), 6)) == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert list(itertools.islice(poll_delays(0.5), 2)) == [0.5, 0.5]
+    mailchimp_conn.set_faults(stuck_in="started")
+    batch_id = _submit(mailchimp_conn)
+    mailchimp_conn.reset_stats()
+    # polls at about 0, 1 and 3 s, then at the deadline; a fixed 60 s interval would poll at 0 and 3.6 s
+    event = _first_event(MailchimpBatchTrigger("mailchimp_default", batch_id, 60.0, time.time() + 3.6))
+    assert event["status"] == "timeout"
+    assert mailchimp_conn.stats()["requests_total"] >= 3
 
 
 def test_reports_timeout_with_the_last_status(mailchimp_conn) -> None:

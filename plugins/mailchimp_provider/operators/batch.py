@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, ObjectStoragePath, ResumableJobMixin, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from mailchimp_provider.batches import BatchStatus, new_marker, operation_lines
+from mailchimp_provider.batches import BatchStatus, new_marker, operation_lines, poll_delays
 from mailchimp_provider.export.staging import read_text, write_parquet
 from mailchimp_provider.hooks.errors import MailchimpApiError, is_permanent
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
@@ -45,7 +45,7 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
     :param results_path: where the per-operation results are written.
     :param mailchimp_conn_id: connection of type ``mailchimp``.
     :param deferrable: wait in the triggerer instead of the worker.
-    :param poll_interval: seconds between status checks.
+    :param poll_interval: the longest wait between status checks (they start 1 s apart and double).
     :param timeout: seconds one try waits for the batch before it fails, naming the batch; a retry
         reconnects and waits as long again.
     :param job_label: what the batch carries, e.g. "job 3 of 20, 50,000 members" (a mapped task's name).
@@ -143,11 +143,12 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
                     batch_id,
                     self.poll_interval,
                     deadline,
-                    not_before=min(deadline, time.time() + max(self.poll_interval, RESUME_NOT_BEFORE_S)),
+                    not_before=min(deadline, time.time() + RESUME_NOT_BEFORE_S),
                 ),
                 method_name="execute_complete",
             )
         batch = self._get_batch(batch_id)
+        delays = poll_delays(self.poll_interval)
         while not BatchStatus(batch["status"]).is_terminal():
             if time.time() >= deadline:
                 raise MailchimpBatchTimeout(self._timeout_message(batch_id, batch["status"]))
@@ -158,7 +159,7 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
                 batch.get("finished_operations"),
                 batch.get("total_operations"),
             )
-            time.sleep(min(self.poll_interval, max(0.0, deadline - time.time())))
+            time.sleep(min(next(delays), max(0.0, deadline - time.time())))
             batch = self._get_batch(batch_id)
         return self.get_job_result(batch_id, context)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from mailchimp_provider.batches import BatchStatus
+from mailchimp_provider.batches import BatchStatus, poll_delays
 from mailchimp_provider.hooks.errors import MailchimpApiError
 from mailchimp_provider.hooks.mailchimp_async import MailchimpAsyncHook
 
@@ -31,7 +31,7 @@ def batch_summary(batch: dict) -> dict:
 
 class MailchimpBatchTrigger(BaseTrigger):
     """Poll ``GET /batches/{id}`` until the batch finishes or ``deadline`` (epoch seconds) passes; the first
-    poll not before ``not_before`` (epoch seconds).
+    poll not before ``not_before`` (epoch seconds), then after 1 s, doubling up to ``poll_interval``.
 
     Yields exactly one event, then ends: ``{"status": "finished", "batch": {...}}``, ``{"status":
     "timeout", "batch_id", "last_status"}`` or ``{"status": "error", "batch_id", "message",
@@ -84,6 +84,7 @@ class MailchimpBatchTrigger(BaseTrigger):
         hook = MailchimpAsyncHook(self.mailchimp_conn_id)
         last_status = "unknown"
         await asyncio.sleep(max(0.0, self.not_before - time.time()))
+        delays = poll_delays(self.poll_interval)
         try:
             while True:
                 batch = await hook.get_batch(self.batch_id)
@@ -96,10 +97,9 @@ class MailchimpBatchTrigger(BaseTrigger):
                         {"status": "timeout", "batch_id": self.batch_id, "last_status": last_status}
                     )
                     return
-                self.log.info(
-                    "Batch %s is %s; next poll in %ss", self.batch_id, last_status, self.poll_interval
-                )
-                await asyncio.sleep(min(self.poll_interval, max(0.0, self.deadline - time.time())))
+                delay = next(delays)
+                self.log.info("Batch %s is %s; next poll in %ss", self.batch_id, last_status, delay)
+                await asyncio.sleep(min(delay, max(0.0, self.deadline - time.time())))
         except (MailchimpApiError, ValueError) as exc:
             status = exc.status if isinstance(exc, MailchimpApiError) else 0
             yield TriggerEvent(
