@@ -149,7 +149,9 @@ def test_a_write_failing_halfway_to_object_storage_leaves_the_previous_object(
     assert staging.read_text(path.parent / "report.json") == "{}"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "garbled_inside"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "garbage", "empty", *[f"garbled_inside{i}" for i in range(40)]]
+)
 def test_a_damaged_file_names_itself_and_the_way_forward(tmp_path, damage) -> None:
     path = tmp_path / "state" / "fingerprints.parquet"
     staging.write_parquet(path, incompressible(1000))
@@ -158,9 +160,10 @@ def test_a_damaged_file_names_itself_and_the_way_forward(tmp_path, damage) -> No
         "truncated": data[: len(data) // 2],
         "garbage": os.urandom(500),
         "empty": b"",
-        "garbled_inside": data[:100] + os.urandom(2000) + data[2100:],  # Arrow: OSError, not ArrowInvalid
+        # Arrow: OSError, not ArrowInvalid. Without page checksums about 1 in 20 of these read "fine".
+        "garbled_inside": data[:100] + os.urandom(2000) + data[2100:],
     }
-    path.write_bytes(damaged[damage])
+    path.write_bytes(damaged[damage.rstrip("0123456789")])
 
     with pytest.raises(staging.StagingFileError) as failure:
         staging.read_parquet(path, hint="delete it, and the next run sends every profile again")
