@@ -1,5 +1,6 @@
-"""Real parts for alerts: a local SMTP server (aiosmtpd) on a free port, the local Mailchimp server and a
-small demo warehouse with addresses Mailchimp refuses."""
+"""Real parts for alerts: a local SMTP server (aiosmtpd) on a free port, a local Slack Web API (the part
+of it the Slack provider's notifier calls), the local Mailchimp server and a small demo warehouse with
+addresses Mailchimp refuses."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -64,6 +67,60 @@ def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
         yield inbox
     finally:
         controller.stop()
+
+
+SLACK_TOKEN = "xoxb-local-slack-token"
+
+
+@dataclass
+class SlackChannelLog:
+    """What the local Slack Web API received: each chat.postMessage's JSON body."""
+
+    posts: list[dict] = field(default_factory=list)
+
+
+@pytest.fixture
+def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackChannelLog]:
+    """``chat.postMessage`` as Slack answers it; a wrong token gets Slack's ``invalid_auth``."""
+    log = SlackChannelLog()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's hook name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path != "/api/chat.postMessage":
+                answer = {"ok": False, "error": "unknown_method"}
+            elif self.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
+                answer = {"ok": False, "error": "invalid_auth"}
+            else:
+                log.posts.append(json.loads(body))
+                answer = {"ok": True, "channel": "C0123", "ts": "1796000000.000100"}
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLACK_API_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "slack",
+                "password": SLACK_TOKEN,
+                "extra": {"base_url": f"http://127.0.0.1:{server.server_port}/api/"},
+            }
+        ),
+    )
+    try:
+        yield log
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 
 import pytest
 import yaml
@@ -82,10 +82,10 @@ def test_a_mistake_names_the_field(tmp_path, alerts, message) -> None:
         load_definition(write(tmp_path, alerts))
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("airflow.providers.slack") is not None, reason="the Slack provider is installed"
-)
-def test_slack_without_its_provider_is_a_clear_mistake(tmp_path) -> None:
+def test_slack_without_its_provider_is_a_clear_mistake(tmp_path, monkeypatch) -> None:
+    for name in [n for n in sys.modules if n.startswith("airflow.providers.slack.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "airflow.providers.slack", None)  # as if it were not installed
     with pytest.raises(DefinitionError, match="pip install apache-airflow-providers-slack"):
         load_definition(write(tmp_path, {"notify": [{"type": "slack", "channel": "#ops"}]}))
 

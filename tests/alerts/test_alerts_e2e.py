@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import SLACK_TOKEN
 from support import DEMO_DEFINITION, write_definition
 
 pytestmark = pytest.mark.slow
@@ -102,3 +103,20 @@ def test_removals_blocked_by_the_guard(export_env, smtp, tmp_path, monkeypatch) 
     text = assert_nothing_leaks(message, tmp_path, export_env.api_key)
     assert message["subject"] == "Mailchimp export demo_vip_and_churn: removals blocked"
     assert "the removal guard held back" in text and "allow_removals" in text
+
+
+def test_a_failed_run_on_slack_and_by_email(export_env, smtp, slack, tmp_path, monkeypatch) -> None:
+    """Slack through the Slack provider's notifier, against a local Slack Web API; email alongside."""
+    conn = sqlite3.connect(tmp_path / "warehouse.db")
+    conn.execute("DROP VIEW segment_profiles")  # the extract fails
+    conn.close()
+    alerts = {"notify": [{"type": "slack", "channel": "#marketing-ops"}, {"type": "email", "to": [TEAM]}]}
+    assert run_export(tmp_path, monkeypatch, alerts) == "failed"
+    (post,) = slack.posts
+    assert post["channel"] == "#marketing-ops"
+    text = post["text"]
+    assert text.startswith("Mailchimp export demo_vip_and_churn: run failed\n")
+    assert "failed: task_failure (task extract)." in text
+    assert "@" not in text and export_env.api_key.split("-")[0] not in text and SLACK_TOKEN not in text
+    (message,) = smtp.messages  # the other channel had its turn too
+    assert message["subject"] == "Mailchimp export demo_vip_and_churn: run failed"
