@@ -17,6 +17,7 @@ from mailchimp_provider.export.extract import (
     WarehouseError,
     build_query,
     extract,
+    read_limits,
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, MergeField, plan_fields
@@ -78,6 +79,7 @@ def run_prepare(conn, d: ExportDefinition, chunk_rows: int = 2, archived=frozens
         chunk_rows=chunk_rows,
         max_rows=10_000,
         write_part=lambda i, t: parts.append(t),
+        limits=read_limits(d),
     )
     members: list[pa.Table] = []
     rejects: list[pa.Table] = []
@@ -245,4 +247,5 @@ def test_runaway_segment_stops_early(warehouse) -> None:
             chunk_rows=2,
             max_rows=3,
             write_part=lambda i, t: None,
+            limits=read_limits(d),
         )

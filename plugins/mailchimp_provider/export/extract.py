@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mailchimp_provider.export import member_fields
 from mailchimp_provider.export.definition import ExportDefinition
@@ -65,11 +66,17 @@ def read_limits(definition: ExportDefinition) -> dict[str, int]:
     return limits
 
 
-def capped(column: str, chars: int) -> str:
+def capped(column: str, chars: int, quote: str = ANSI_QUOTE) -> str:
     """At most ``chars`` characters of a column as text, cut by the warehouse, so one huge value never
     reaches the worker's memory. ``substr`` and ``CAST ... AS TEXT`` are understood by SQLite, PostgreSQL,
     Redshift, Snowflake and DuckDB. On PostgreSQL, timestamps and booleans now arrive in its text form
-    ('2026-01-01 10:00:00+00', 'true') instead of Python's; dates and numbers read the same."""
+    ('2026-01-01 10:00:00+00', 'true') instead of Python's; dates and numbers read the same.
+
+    SQLite's ``substr`` of a text stops at a NUL character (' Ann\\x00Lee' would arrive as ' Ann'), so on
+    SQLite the value is cut as bytes, 4 a character (UTF-8's most, in a UTF-8 database: the default), and
+    arrives as bytes, which ``rows_to_table`` decodes and cuts to ``chars``."""
+    if quote == SQLITE_QUOTE:
+        return f"substr(CAST({column} AS BLOB), 1, {4 * chars})"
     return f"substr(CAST({column} AS TEXT), 1, {chars})"
 
 
@@ -94,11 +101,11 @@ def build_query(
         relation = f"({source.query.rstrip().rstrip(';')}) AS export_source"
     limits = read_limits(definition)
     selected = ", ".join(
-        capped(q(column), limits[column]) if column in limits else q(column)
+        capped(q(column), limits[column], quote) if column in limits else q(column)
         for column in source_columns(definition)
     )
-    email = capped(q(definition.columns.email), limits[definition.columns.email])
-    profile_id = capped(q(definition.columns.id), limits[definition.columns.id])
+    email = capped(q(definition.columns.email), limits[definition.columns.email], quote)
+    profile_id = capped(q(definition.columns.id), limits[definition.columns.id], quote)
     marks = ", ".join([placeholder] * len(segments))
     sql = (
         f"SELECT {selected} FROM {relation} "
@@ -124,13 +131,16 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
-def _text_array(column: Sequence[Any]) -> pa.Array:
+def _text_array(column: Sequence[Any], limit: int | None = None) -> pa.Array:
     """One column as text: converted by Arrow when the driver gave one type, value by value otherwise
-    (SQLite columns may mix types)."""
+    (SQLite columns may mix types). A column with a ``limit`` that arrives as bytes was cut by the
+    warehouse in bytes (see ``capped``): it is decoded and cut to ``limit`` characters."""
     try:
         array = pa.array(column)
         if pa.types.is_string(array.type):
             return array
+        if pa.types.is_binary(array.type) and limit is not None:  # invalid UTF-8 (a cut character) raises
+            return pc.utf8_slice_codeunits(array.cast(pa.string()), 0, limit)
         if (
             pa.types.is_null(array.type)
             or pa.types.is_integer(array.type)
@@ -140,13 +150,20 @@ def _text_array(column: Sequence[Any]) -> pa.Array:
             return array.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         pass
-    return pa.array([_as_text(v) for v in column], type=pa.string())
+    texts = (_as_text(v) for v in column)
+    return pa.array([t if t is None or limit is None else t[:limit] for t in texts], type=pa.string())
 
 
-def rows_to_table(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pa.Table:
-    """Rows as an all-text Arrow table: types differ between warehouses, mapping parses per merge field."""
+def rows_to_table(
+    rows: Sequence[Sequence[Any]], names: Sequence[str], limits: Mapping[str, int] | None = None
+) -> pa.Table:
+    """Rows as an all-text Arrow table: types differ between warehouses, mapping parses per merge field.
+    ``limits``: the characters each column was cut to (``read_limits``)."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-    return pa.Table.from_arrays([_text_array(column) for column in columns], names=list(names))
+    return pa.Table.from_arrays(
+        [_text_array(column, (limits or {}).get(name)) for column, name in zip(columns, names, strict=True)],
+        names=list(names),
+    )
 
 
 def fetch_chunks(cursor: Any, chunk_rows: int) -> Iterator[list]:
@@ -163,11 +180,13 @@ def extract(
     chunk_rows: int,
     max_rows: int,
     write_part: Callable[[int, pa.Table], None],
+    limits: Mapping[str, int],
 ) -> ExtractResult:
     """Run the query on an open cursor and hand each chunk to ``write_part`` as an Arrow table.
 
     ``max_rows`` stops a runaway segment early: a profile is at most one row per segment, so more rows
-    than max_profiles x segments means too many profiles whatever validation later finds.
+    than max_profiles x segments means too many profiles whatever validation later finds. ``limits``:
+    the query's ``read_limits``.
     """
     try:
         cursor.execute(sql, params)
@@ -179,7 +198,7 @@ def extract(
                     f"the segment query returned more than {max_rows:,} rows, so more profiles than the "
                     "export's max_profiles allows; nothing was uploaded"
                 )
-            write_part(parts, rows_to_table(chunk, names))
+            write_part(parts, rows_to_table(chunk, names, limits))
             parts += 1
     except TooManyProfiles:
         raise

@@ -17,6 +17,7 @@ from mailchimp_provider.export.extract import (
     TooManyProfiles,
     build_query,
     extract,
+    read_limits,
     source_columns,
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
@@ -59,6 +60,7 @@ def extract_to_staging(
         chunk_rows=definition.extract_chunk_rows,
         max_rows=definition.max_profiles * len(segments),
         write_part=lambda i, table: staging.write_parquet(paths.part(paths.extract_dir, i), table),
+        limits=read_limits(definition),
     )
 
 
