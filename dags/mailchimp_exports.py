@@ -99,8 +99,12 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             "on_failure_callback": cleanup.task_callback(definition.export, "failed"),
             "on_success_callback": cleanup.task_callback(definition.export, "success"),
         },
-        # staged personal data goes; the run's failure alert is sent
-        on_failure_callback=[cleanup.dag_callback(definition.export), notify.run_failed_callback(definition)],
+        # staged personal data goes; the run's failure alert is sent, if the definition asks for one
+        on_failure_callback=[
+            callback
+            for callback in (cleanup.dag_callback(definition.export), notify.run_failed_callback(definition))
+            if callback is not None
+        ],
     ) as dag:
 
         @task

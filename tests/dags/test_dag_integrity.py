@@ -95,3 +95,15 @@ def test_broken_definition_is_an_import_error_naming_file_and_field(tmp_path, mo
     (message,) = bag.import_errors.values()
     assert name in message and expected in message
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("alerts", [None, {"notify": [{"type": "email", "to": ["ops@company.test"]}]}])
+def test_every_dag_failure_callback_is_callable(tmp_path, monkeypatch, alerts) -> None:
+    """Without alerts there is no failure alert to send; a None in the list made Airflow log
+    "Callback failed ... 'NoneType' object is not callable" for every failed run."""
+    from mailchimp_exports import build_export_dag
+    from support import write_definition
+
+    definition = write_definition(monkeypatch, tmp_path, alerts=alerts)
+    callbacks = build_export_dag(definition, DEMO).on_failure_callback
+    assert len(callbacks) == (1 if alerts is None else 2) and all(callable(c) for c in callbacks)
