@@ -431,9 +431,11 @@ def settle_all(
     phase1: dict[str, tuple[str, str | None]],
     tags: dict[str, list[tuple[str, str, str, str | None]]],
     read_back: ReadBack,
+    budget: list[int] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Outcomes (OUTCOME_SCHEMA) and state rows (STATE_SCHEMA) for every planned profile."""
-    budget = [MAX_READBACKS]
+    """Outcomes (OUTCOME_SCHEMA) and state rows (STATE_SCHEMA) for every planned profile. ``budget``:
+    members still to be read back, spent here (default: a run's, MAX_READBACKS)."""
+    budget = [MAX_READBACKS] if budget is None else budget
     outcomes: dict[str, list] = {name: [] for name in OUTCOME_SCHEMA.names}
     rows: list[dict] = []
     for plan_row in plan_rows:
