@@ -298,18 +298,19 @@ def _settle_simple(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
 
 
 def _phase1_outcomes(paths: RunPaths) -> pa.Table:
-    """Every phase 1 job's per-profile outcomes (OUTCOME_SCHEMA), unknown where results are missing."""
-    tables = [OUTCOME_SCHEMA.empty_table()]
+    """Every phase 1 job's per-profile outcomes (profile_id, outcome, error: what settling reads of
+    OUTCOME_SCHEMA), unknown where results are missing."""
+    columns = ["profile_id", "outcome", "error"]
+    tables = [OUTCOME_SCHEMA.empty_table().select(columns)]
     jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("job-")]
     for job, index_path in enumerate(jobs):
         outcomes_path = paths.job_outcomes(job)
         index = staging.read_parquet(index_path)
         if outcomes_path.exists():
-            tables.append(job_outcomes(index, staging.read_parquet(outcomes_path)))
+            results = staging.read_parquet(outcomes_path)
         else:  # the upload left no results: every answer is unknown, to be read back
-            tables.append(
-                job_outcomes(index, pa.table({"operation_id": [], "status_code": [], "response": []}))
-            )
+            results = pa.table({"operation_id": [], "status_code": [], "response": []})
+        tables.append(job_outcomes(index, results).select(columns))
     return pa.concat_tables(tables).combine_chunks()
 
 
