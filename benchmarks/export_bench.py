@@ -1,6 +1,7 @@
 """Export benchmark: our pipeline per stage, the naive client loop and the floor, side by side in one run.
 
     .venv/bin/python benchmarks/export_bench.py [--profiles 1000000] [--naive-sample 1000] [--skip-postgres]
+        [--partitions K]
 
 Builds N profiles in a SQLite and a PostgreSQL warehouse (the demo seed), exports all of them with the
 project's own stages against the local Mailchimp server (uploads 8 at a time, as the DAG's mapped upload
@@ -9,12 +10,19 @@ tasks run in the mailchimp_api pool), and compares with
   extrapolated to N; with the server adding 20 ms to every request and with no added latency;
 - the floor: reading the rows into Arrow and writing the JSON request bodies from its columns with orjson,
   the least any exporter does.
+
+Above 1,000,000 profiles (``--profiles 10000000``: documented, not run in CI), or with ``--partitions K``,
+it runs instead one export as the DAG's tasks: check_audience, extract, validate_and_map in K
+subscriber-hash partitions (default: one per 1,000,000 profiles), plan, chunk, tag_jobs, one
+upload_and_poll per batch job, reconcile; each task in a process of its own, so its peak RSS is the
+task's memory, beside the target of 1 GB per task.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -54,12 +62,14 @@ CHURN_QUERY = (
 )
 CHURN = {"untagged": 0.005, "created": 0.005, "updated": 0.01}  # the outcomes the scenario must give
 UPLOAD_PARALLELISM = 8  # the mailchimp_api pool's slots
+BATCH_DEADLINE_S = 3600.0  # the local server applies 50,000 members in seconds
 # Issue 14's targets, for 1,000,000 profiles (seconds scale with N).
 TARGET_SECONDS_1M = 60.0  # whole export, no added latency
 TARGET_FLOOR_RATIO = 2.0  # preparation against the floor
 TARGET_RECONCILE_1M = 5.0
 TARGET_CHURN_1M = 20.0  # warehouse to submitted batches of a churn run
 TARGET_NAIVE_RATIO = 100.0
+TARGET_TASK_MB = 1024.0  # any one task's peak memory at 10,000,000 profiles
 
 
 @dataclass
@@ -74,11 +84,14 @@ class Stage:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+def status_mb(field: str) -> float:
+    """A memory figure of this process (VmRSS, VmHWM) from /proc, in MB."""
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) / 1024 for line in lines if line.startswith(f"{field}:"))
+
+
 def peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mb("VmHWM")
 
 
 def reset_peak() -> None:
@@ -93,7 +106,7 @@ def measure(name: str, rows: int, work: Callable[[], Any]) -> tuple[Stage, Any]:
     return Stage(name, time.perf_counter() - started, rows, peak_mb()), result
 
 
-def definition(profiles: int, query: str = QUERY):
+def definition(profiles: int, query: str = QUERY, partitions: int = 1):
     from mailchimp_provider.export.definition import ExportDefinition
 
     return ExportDefinition.model_validate(
@@ -109,7 +122,8 @@ def definition(profiles: int, query: str = QUERY):
                 "last_name": "last_name",
             },
             "merge_fields": {"CITY": "city", "COUNTRY": "country", "LTV": "lifetime_value"},
-            "max_profiles": max(profiles * 2, 1000),
+            "max_profiles": min(max(profiles * 2, 1000), 10_000_000),  # the definition's ceiling
+            "prepare_partitions": partitions,
             "job_size": 50_000,
             "max_removals": {"share": 1.0},
         }
@@ -168,6 +182,21 @@ class Warehouse:
         return conn, conn.cursor(name="bench")  # server-side, as the exporter uses
 
     @property
+    def connection(self) -> str:
+        """The warehouse as an Airflow connection (AIRFLOW_CONN_WAREHOUSE), for the DAG's steps."""
+        if self.kind == "sqlite":
+            return json.dumps({"conn_type": "sqlite", "host": str(self.path)})
+        return json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": 5432,
+                "login": "postgres",
+                "schema": self.dbname,
+            }
+        )
+
+    @property
     def placeholder_and_quote(self) -> tuple[str, str]:
         from mailchimp_provider.export.extract import ANSI_QUOTE, SQLITE_QUOTE
 
@@ -213,25 +242,28 @@ def floor(warehouse: Warehouse) -> float:
     return time.perf_counter() - started
 
 
-def upload(paths: Any, jobs: list[int], tags: bool = False) -> list[dict]:
-    """Each job as the upload task runs it: submit, poll, fetch and stage the results; 8 at a time.
-    ``tags``: phase 2's jobs."""
+def upload_job(operations: Any, outcomes: Any) -> dict:
+    """One job as the upload task runs it: submit, poll, fetch and stage the results."""
     from mailchimp_provider.export.staging import read_text, write_parquet
     from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
+    hook = MailchimpHook()
+    batch_id = hook.submit_batch(read_text(operations))["id"]
+    deadline = time.monotonic() + BATCH_DEADLINE_S
+    while (batch := hook.get_batch(batch_id))["status"] != "finished":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"batch {batch_id} not finished after {BATCH_DEADLINE_S:.0f} s")
+        time.sleep(0.5)
+    write_parquet(outcomes, hook.fetch_batch_results(batch_id))
+    return batch
+
+
+def upload(paths: Any, jobs: list[int], tags: bool = False) -> list[dict]:
+    """Every job, 8 at a time. ``tags``: phase 2's jobs."""
     operations = paths.tag_job_operations if tags else paths.job_operations
     outcomes = paths.tag_job_outcomes if tags else paths.job_outcomes
-
-    def one(job: int) -> dict:
-        hook = MailchimpHook()
-        batch_id = hook.submit_batch(read_text(operations(job)))["id"]
-        while (batch := hook.get_batch(batch_id))["status"] != "finished":
-            time.sleep(0.5)
-        write_parquet(outcomes(job), hook.fetch_batch_results(batch_id))
-        return batch
-
     with ThreadPoolExecutor(UPLOAD_PARALLELISM) as pool:
-        return list(pool.map(one, jobs))
+        return list(pool.map(lambda job: upload_job(operations(job), outcomes(job)), jobs))
 
 
 def reconcile(paths: Any, prepared: Any, jobs: list[int]) -> Any:
@@ -379,6 +411,99 @@ def fmt_stage(stage: Stage) -> str:
     return f"| {stage.name} | {stage.seconds:8.2f} | {stage.rows_per_s:12,.0f} | {stage.peak_mb:8.0f} |"
 
 
+def upload_task(job: dict) -> dict:
+    """One upload_and_poll task, on the arguments chunk_jobs gave it; returns what the operator returns."""
+    from airflow.sdk import ObjectStoragePath
+    from mailchimp_provider.triggers.batch import batch_summary
+
+    operations, outcomes = (ObjectStoragePath(job[key]) for key in ("operations_path", "results_path"))
+    return batch_summary(upload_job(operations, outcomes))
+
+
+@dataclass
+class Task:
+    name: str
+    seconds: float  # the task's own work, without starting the process
+    start_mb: float  # the process's RSS when the task began: the interpreter and its imports
+    peak_mb: float
+
+
+def in_task(work: Callable[..., Any], *args: Any) -> tuple[Any, float, float, float]:
+    """``work`` run in a process of its own: its result, seconds, RSS at the start and peak RSS."""
+    start_mb = status_mb("VmRSS")
+    reset_peak()
+    started = time.perf_counter()
+    result = work(*args)
+    return result, time.perf_counter() - started, start_mb, peak_mb()
+
+
+def run_as_tasks(
+    server: Any, warehouse: Warehouse, workdir: Path, profiles: int, partitions: int
+) -> list[Task]:
+    """A first export run as the DAG runs it, through the steps its tasks call, each task in a process
+    of its own forked from this one (which has the provider, Airflow and pyarrow imported and nothing
+    else), as an Airflow worker forks a task: so a task's peak RSS is that task's memory.
+    validate_and_map's partitions run one after another (on Celery workers they run side by side), the
+    upload tasks 8 at a time."""
+    from mailchimp_provider.export import staging, steps
+
+    server.reset()
+    d = definition(profiles, partitions=partitions)
+    run_id = f"bench-{warehouse.kind}"
+    os.environ["AIRFLOW_CONN_WAREHOUSE"] = warehouse.connection
+    os.environ[staging.BASE_PATH_ENV] = str(workdir / f"exports-{warehouse.kind}")
+    done: list[Task] = []
+
+    def tasks(name: str, work: Callable[..., Any], calls: list[tuple], parallel: int = 1) -> list[Any]:
+        started = time.perf_counter()
+        with multiprocessing.get_context("fork").Pool(parallel, maxtasksperchild=1) as pool:
+            results = [r.get() for r in [pool.apply_async(in_task, (work, *args)) for args in calls]]
+        seconds = time.perf_counter() - started if len(calls) > 1 else results[0][1]
+        done.append(Task(name, seconds, min(r[2] for r in results), max(r[3] for r in results)))
+        return [r[0] for r in results]
+
+    tasks("check_audience", steps.check_audience, [(d, run_id)])
+    tasks("extract", steps.extract_segment, [(d, run_id, d.segment_names)])
+    prepared = [
+        tasks(
+            f"validate_and_map, partition {k + 1} of {partitions}",
+            steps.validate_and_map,
+            [(d, run_id, None, k, partitions)],
+        )[0]
+        for k in range(partitions)
+    ]
+    tasks("plan", steps.plan_run, [(d, run_id, prepared)])
+    (jobs,) = tasks("chunk", steps.chunk_jobs, [(d, run_id, False)])
+    (tag_jobs,) = tasks("tag_jobs", steps.tag_jobs, [(d, run_id, False)])
+    assert not tag_jobs  # a first export moves no tags after the members are in
+    name = f"upload_and_poll, {len(jobs)} mapped task(s), {UPLOAD_PARALLELISM} at a time (wall time, highest peak)"
+    uploads = tasks(name, upload_task, [(job,) for job in jobs], UPLOAD_PARALLELISM)
+    (result,) = tasks("reconcile", steps.reconcile_run, [(d, run_id, False, uploads, {}, [])])
+    assert result["created"] + result["failed"] == sum(p["accepted"] for p in prepared), result
+    return done
+
+
+def report_tasks(out: Callable[..., None], kind: str, n: int, partitions: int, done: list[Task]) -> None:
+    out()
+    out(f"## {kind}: one export run as the DAG's tasks, preparation in {partitions} partitions")
+    out()
+    out("| task | seconds | peak MB |")
+    out("| --- | ---: | ---: |")
+    for task in done:
+        out(f"| {task.name} | {task.seconds:8.2f} | {task.peak_mb:8.0f} |")
+    out()
+    out(
+        f"- every task in a process of its own; one starts at {min(t.start_mb for t in done):.0f} MB "
+        "(the interpreter with Airflow, pyarrow and the provider imported), included in its peak"
+    )
+    worst = max(done, key=lambda t: t.peak_mb)
+    met = worst.peak_mb < TARGET_TASK_MB
+    out(
+        f"- target: peak memory of any one task under {TARGET_TASK_MB:,.0f} MB (1 GB; at {n:,} profiles): "
+        f"{worst.peak_mb:,.0f} MB ({worst.name.split(',')[0]}) -> {'MET' if met else 'MISSED'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -391,10 +516,16 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="write the results as markdown here (default: BENCHMARKS.md when --profiles is 1,000,000)",
     )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help="run the export as the DAG's tasks, each in a process of its own, preparing in this many "
+        "partitions, instead of the side-by-side report (default: one per 1,000,000 profiles above 1,000,000)",
+    )
     args = parser.parse_args(argv)
     n = args.profiles
-    write = args.write or (ROOT / "BENCHMARKS.md" if n == 1_000_000 else None)
-    scale = n / 1_000_000
+    partitions = args.partitions or (-(-n // 1_000_000) if n > 1_000_000 else 0)
+    write = args.write or (ROOT / "BENCHMARKS.md" if n == 1_000_000 and not partitions else None)
 
     from mailchimp_emulator.testing import EmulatorProcess
 
@@ -420,24 +551,18 @@ def main(argv: list[str] | None = None) -> int:
             out(f"# Export benchmark: {n:,} profiles")
             out()
             out(f"Machine: {machine()}")
-            out(f"Command: `make bench` (= `.venv/bin/python benchmarks/export_bench.py --profiles {n}`)")
+            command = f"--profiles {n}" + (f" --partitions {partitions}" if partitions else "")
+            out(f"Command: `make bench` (= `.venv/bin/python benchmarks/export_bench.py {command}`)")
             for kind in kinds:
                 warehouse = Warehouse(kind, workdir, n)
                 try:
-                    stages, paths, prepared, jobs = export_once(warehouse, workdir, n)
-                    floor_s = floor(warehouse)
-                    uploads = run_uploads(server, paths, prepared, jobs, 0)
-                    uploads += run_uploads(server, paths, prepared, jobs, 20)
-                    churned = churn(warehouse, workdir, n, paths)
-                    server.reset()
-                    naive_0 = naive(server, paths, args.naive_sample)
-                    server.reset()
-                    server.set_faults(latency_ms=20)
-                    naive_20 = naive(server, paths, args.naive_sample)
-                    server.clear_faults()
+                    if partitions:
+                        done = run_as_tasks(server, warehouse, workdir, n, partitions)
+                        report_tasks(out, kind, n, partitions, done)
+                    else:
+                        side_by_side(out, server, warehouse, workdir, n, args.naive_sample)
                 finally:
                     warehouse.drop()
-                report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, len(jobs), churned)
             paced(out, n)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -445,6 +570,26 @@ def main(argv: list[str] | None = None) -> int:
         write.write_text("\n".join(lines) + "\n")
         print(f"\nwritten to {write}")
     return 0
+
+
+def side_by_side(
+    out: Callable[..., None], server: Any, warehouse: Warehouse, workdir: Path, n: int, sample: int
+) -> None:
+    """Our stages in this process, the floor, the naive loop and the churn run, on one warehouse."""
+    stages, paths, prepared, jobs = export_once(warehouse, workdir, n)
+    floor_s = floor(warehouse)
+    uploads = run_uploads(server, paths, prepared, jobs, 0)
+    uploads += run_uploads(server, paths, prepared, jobs, 20)
+    churned = churn(warehouse, workdir, n, paths)
+    server.reset()
+    naive_0 = naive(server, paths, sample)
+    server.reset()
+    server.set_faults(latency_ms=20)
+    naive_20 = naive(server, paths, sample)
+    server.clear_faults()
+    report(
+        out, warehouse.kind, n, n / 1_000_000, stages, uploads, floor_s, naive_0, naive_20, len(jobs), churned
+    )
 
 
 def report(out, kind, n, scale, stages, uploads, floor_s, naive_0, naive_20, jobs, churned) -> None:

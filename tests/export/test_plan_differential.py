@@ -123,4 +123,4 @@ def test_lookup_finds_what_index_in_finds(column, values, collide) -> None:
         patch.setattr(plan_module, "_KEY_BATCH", 3)  # several batches, sliced arrays
         if collide:  # every key equal: matches settle on the strings or in Arrow
             patch.setattr(plan_module, "_string_keys", lambda strings: np.zeros(len(strings), np.uint64))
-        assert plan_module._Lookup(column).index_in(values).to_pylist() == expected
+        assert plan_module.Lookup(column).index_in(values).to_pylist() == expected

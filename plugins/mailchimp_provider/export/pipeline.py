@@ -3,9 +3,11 @@ with connections they looked up, and the benchmark and memory tests call them wi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -22,9 +24,18 @@ from mailchimp_provider.export.extract import (
 )
 from mailchimp_provider.export.mapping import Audience, plan_fields
 from mailchimp_provider.export.member_fields import MemberFieldPlan
-from mailchimp_provider.export.plan import PLAN_SCHEMA, UNCHANGED, UPSERT, Planner, PlanSettings, PlanSummary
+from mailchimp_provider.export.plan import (
+    PLAN_SCHEMA,
+    UNCHANGED,
+    UPSERT,
+    Lookup,
+    Planner,
+    PlanSettings,
+    PlanSummary,
+)
 from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSettings
 from mailchimp_provider.export.reconcile import (
+    MAX_READBACKS,
     OUTCOME_SCHEMA,
     ReadBack,
     job_outcomes,
@@ -210,17 +221,44 @@ def chunk_in_staging(
     )
 
 
-def _split_plan(paths: RunPaths, phase1: pa.Table) -> tuple[list[pa.Table], list[pa.Table]]:
-    """Planned rows settled column-wise (unchanged members, and new members whose batch subscribe
-    answered created or updated and who have no phase 2 operation: the common cases), and the rest,
-    settled one by one."""
+class _Answers:
+    """Each profile's phase 1 answer: its last row of ``phase1`` (a profile with two addresses has two
+    rows; settling row by row took the last), found by sorted keys built once for the run, not by a hash
+    table of every answer built per plan part."""
+
+    def __init__(self, phase1: pa.Table) -> None:
+        self.phase1 = phase1
+        self.backwards = pa.array(np.arange(phase1.num_rows - 1, -1, -1, dtype=np.int64))
+        self.lookup = Lookup(phase1["profile_id"].take(self.backwards))
+
+    def rows(self, profile_ids: pa.ChunkedArray) -> pa.Array:
+        """Each profile's row of ``phase1``; null where no job answered for it."""
+        return self.backwards.take(self.lookup.index_in(profile_ids.combine_chunks()))
+
+    def by_profile(self, rows: pa.Array) -> dict[str, tuple[str, str | None]]:
+        """The answers at ``rows`` (nulls skipped) as settle_all takes them."""
+        mine = self.phase1.take(rows.drop_null())
+        return dict(
+            zip(
+                mine["profile_id"].to_pylist(),
+                zip(mine["outcome"].to_pylist(), mine["error"].to_pylist(), strict=True),
+                strict=True,
+            )
+        )
+
+
+def _plan_parts(
+    paths: RunPaths, answers: _Answers, phase2: dict[str, list]
+) -> Iterator[tuple[pa.Table, pa.Array, np.ndarray]]:
+    """Each plan part (without bodies) with its profiles' phase 1 answers (``answer``), their rows of
+    phase 1, and which rows are new members answered created or updated with nothing in phase 2: with
+    unchanged members, the common cases, settled column-wise."""
     columns = [c for c in PLAN_SCHEMA.names if c != "body"]
-    simple, rest = [], []
+    in_phase2 = pa.array(list(phase2), pa.string())
     for path in staging.sorted_files(paths.plan_dir, ".parquet"):
         table = staging.read_parquet(path, columns)
-        answered = phase1["outcome"].take(pc.index_in(table["profile_id"], value_set=phase1["profile_id"]))
-        table = table.append_column("answer", answered)
-        unchanged = pc.equal(table["outcome"], UNCHANGED)
+        rows = answers.rows(table["profile_id"])
+        table = table.append_column("answer", answers.phase1["outcome"].take(rows))
         new = pc.and_(
             pc.and_(pc.equal(table["action"], UPSERT), pc.invert(table["owned"])),
             pc.and_(
@@ -228,13 +266,13 @@ def _split_plan(paths: RunPaths, phase1: pa.Table) -> tuple[list[pa.Table], list
                     pc.equal(pc.list_value_length(table["tags_remove"]), 0),
                     pc.is_null(table["permissions"]),
                 ),
-                pc.is_in(table["answer"], value_set=pa.array(["created", "updated"])),
+                pc.and_(
+                    pc.is_in(table["answer"], value_set=pa.array(["created", "updated"])),
+                    pc.invert(pc.is_in(table["profile_id"], value_set=in_phase2)),
+                ),
             ),
         )
-        easy = pc.fill_null(pc.or_(unchanged, new), False)
-        simple.append(table.filter(easy))
-        rest.append(table.filter(pc.invert(easy)).drop_columns(["answer"]))
-    return simple, rest
+        yield table, rows, pc.fill_null(new, False).to_numpy(zero_copy_only=False)
 
 
 def _settle_simple(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -262,18 +300,19 @@ def _settle_simple(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
 
 
 def _phase1_outcomes(paths: RunPaths) -> pa.Table:
-    """Every phase 1 job's per-profile outcomes (OUTCOME_SCHEMA), unknown where results are missing."""
-    tables = [OUTCOME_SCHEMA.empty_table()]
+    """Every phase 1 job's per-profile outcomes (profile_id, outcome, error: what settling reads of
+    OUTCOME_SCHEMA), unknown where results are missing."""
+    columns = ["profile_id", "outcome", "error"]
+    tables = [OUTCOME_SCHEMA.empty_table().select(columns)]
     jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("job-")]
     for job, index_path in enumerate(jobs):
         outcomes_path = paths.job_outcomes(job)
         index = staging.read_parquet(index_path)
         if outcomes_path.exists():
-            tables.append(job_outcomes(index, staging.read_parquet(outcomes_path)))
+            results = staging.read_parquet(outcomes_path)
         else:  # the upload left no results: every answer is unknown, to be read back
-            tables.append(
-                job_outcomes(index, pa.table({"operation_id": [], "status_code": [], "response": []}))
-            )
+            results = pa.table({"operation_id": [], "status_code": [], "response": []})
+        tables.append(job_outcomes(index, results).select(columns))
     return pa.concat_tables(tables).combine_chunks()
 
 
@@ -293,27 +332,33 @@ def _phase2_results(paths: RunPaths) -> dict[str, list]:
 
 
 def settle_in_staging(paths: RunPaths, read_back: ReadBack) -> tuple[pa.Table, pa.Table]:
-    """Every planned profile's outcome and state row, from the plan and both phases' results."""
+    """Every planned profile's outcome and state row, from the plan and both phases' results: first
+    those of every profile not unchanged, in plan order, then the unchanged ones'. Runs of rows that
+    settle column-wise are settled so; the rest row by row, sharing one read-back budget in plan order."""
     phase1 = _phase1_outcomes(paths)
-    simple, rest = _split_plan(paths, phase1)
-    rest_table = pa.concat_tables(
-        [PLAN_SCHEMA.remove(PLAN_SCHEMA.get_field_index("body")).empty_table(), *rest]
-    )
-    mine = phase1.filter(pc.is_in(phase1["profile_id"], value_set=rest_table["profile_id"]))
-    answers = {
-        pid: (outcome, error)
-        for pid, outcome, error in zip(
-            mine["profile_id"].to_pylist(),
-            mine["outcome"].to_pylist(),
-            mine["error"].to_pylist(),
-            strict=True,
+    answers, tags, budget = _Answers(phase1), _phase2_results(paths), [MAX_READBACKS]
+    changed: list[tuple[pa.Table, pa.Table]] = []
+    unchanged: list[tuple[pa.Table, pa.Table]] = []
+    for table, rows, new in _plan_parts(paths, answers, tags):
+        same = pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False)
+        unchanged.append(_settle_simple(table.filter(same)))
+        others = pc.invert(same)
+        table, rows, new = (
+            table.filter(others),
+            rows.filter(others),
+            new[others.to_numpy(zero_copy_only=False)],
         )
-    }
-    outcomes, rows = settle_all(rest_table.to_pylist(), answers, _phase2_results(paths), read_back)
-    for table in simple:
-        more_outcomes, more_rows = _settle_simple(table)
-        outcomes, rows = pa.concat_tables([outcomes, more_outcomes]), pa.concat_tables([rows, more_rows])
-    return outcomes, rows
+        edges = [0, *(np.flatnonzero(new[1:] != new[:-1]) + 1).tolist(), len(new)] if len(new) else []
+        for start, stop in itertools.pairwise(edges):
+            run = table.slice(start, stop - start)
+            if new[start]:
+                changed.append(_settle_simple(run))
+            else:
+                mine = answers.by_profile(rows.slice(start, stop - start))
+                plan_rows = run.drop_columns(["answer"]).to_pylist()
+                changed.append(settle_all(plan_rows, mine, tags, read_back, budget))
+    settled = [(OUTCOME_SCHEMA.empty_table(), STATE_SCHEMA.empty_table()), *changed, *unchanged]
+    return pa.concat_tables([o for o, _ in settled]), pa.concat_tables([r for _, r in settled])
 
 
 def touched_ids(paths: RunPaths) -> pa.Array:

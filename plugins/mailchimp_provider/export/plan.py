@@ -119,7 +119,7 @@ class Planner:
         self.scope, self.scope_tags = segment_scope(settings, state)
         self.members = state.members.combine_chunks()
         self.ids = self.members["profile_id"]
-        self.by_id, self.by_hash = _Lookup(self.ids), _Lookup(self.members["subscriber_hash"])
+        self.by_id, self.by_hash = Lookup(self.ids), Lookup(self.members["subscriber_hash"])
         self.segment_counts = {s: {"joined": 0, "left": 0, "stayed": 0} for s in settings.segments}
         self.accepted_ids = pa.array([], pa.string())
         self.consumed: dict[int, str] = {}  # state rows taken over by a new profile with their address
@@ -440,7 +440,7 @@ def _string_keys(strings: pa.Array) -> np.ndarray:
     return keys
 
 
-class _Lookup:
+class Lookup:
     """``pc.index_in(values, value_set=column)`` for many parts' values against one large column, its
     index built once: Arrow builds a hash table of the value set on every call, 0.3 s a part against
     1,000,000 owned members. Keys are sorted once and searched; each match is checked on the strings,

@@ -431,9 +431,11 @@ def settle_all(
     phase1: dict[str, tuple[str, str | None]],
     tags: dict[str, list[tuple[str, str, str, str | None]]],
     read_back: ReadBack,
+    budget: list[int] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Outcomes (OUTCOME_SCHEMA) and state rows (STATE_SCHEMA) for every planned profile."""
-    budget = [MAX_READBACKS]
+    """Outcomes (OUTCOME_SCHEMA) and state rows (STATE_SCHEMA) for every planned profile. ``budget``:
+    members still to be read back, spent here (default: a run's, MAX_READBACKS)."""
+    budget = [MAX_READBACKS] if budget is None else budget
     outcomes: dict[str, list] = {name: [] for name in OUTCOME_SCHEMA.names}
     rows: list[dict] = []
     for plan_row in plan_rows:
@@ -505,14 +507,16 @@ class RunReport:
     durations_s: dict[str, float] = field(default_factory=dict)
 
     def add_outcomes(self, outcomes: pa.Table) -> None:
-        values = outcomes["outcome"].to_pylist()
-        counts = Counter(values)
+        """Count the outcomes in Arrow: a run's outcomes as Python strings would take 64 bytes each."""
+        counts = Counter(
+            {item["values"]: item["counts"] for item in pc.value_counts(outcomes["outcome"]).to_pylist()}
+        )
         for name in OUTCOME_FIELDS:
             setattr(self, name, getattr(self, name) + counts[name])
         self.outcome_unknown += counts[UNKNOWN]
-        for outcome, error in zip(values, outcomes["error"].to_pylist(), strict=True):
-            if outcome == FAILED:
-                self.failed_at_mailchimp[error] = self.failed_at_mailchimp.get(error, 0) + 1
+        failed = outcomes.filter(pc.fill_null(pc.equal(outcomes["outcome"], FAILED), False))
+        for error in failed["error"].to_pylist():
+            self.failed_at_mailchimp[error] = self.failed_at_mailchimp.get(error, 0) + 1
 
     @property
     def rejected_total(self) -> int:
