@@ -6,7 +6,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from .problems import ApiError, invalid
+
+# Every byte as "0" if it is a digit, else as a space: a run of 19 zeros then marks a number orjson may
+# read differently from json (integers past 64 bits become floats there).
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def _reject_constant(name: str) -> Any:
@@ -17,6 +24,13 @@ def parse_json(body: bytes) -> Any:
     """Decode a request body; an empty body counts as {} and is then validated like any object."""
     if not body.strip():
         return {}
+    # orjson (several times faster on a batch's megabytes) where it reads exactly as json does; what
+    # it refuses, or a body with a long run of digits, goes to json, so what is accepted never changes.
+    if _LONG_DIGITS not in body.translate(_DIGITS):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

@@ -58,12 +58,15 @@ class MemberRenderer:
         self._tag_json: dict[str, str] = {}
         self._tag_ids = tag_ids  # the writer's dict: tags it creates get their ids here
         self._interest_blank = dict.fromkeys(interest_ids, False)
+        self._no_interests_json = ',"interests":' + _dumps(self._interest_blank)  # most members' answer
         self._permissions = list(permissions)
 
     def _interests_json(self, m: Member) -> str:
         """Every interest of the audience with the member's choice (absent when it has none)."""
         if not self._interest_blank:
             return ""
+        if not m.interests:
+            return self._no_interests_json
         return ',"interests":' + _dumps({**self._interest_blank, **m.interests})
 
     def _permissions_json(self, m: Member) -> str:

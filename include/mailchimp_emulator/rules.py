@@ -353,7 +353,7 @@ class MergeSchema:
         validators, short_text = self._validators, self._text_tags
         for tag, value in values.items():
             if value.__class__ is str and tag in short_text and len(value) <= _TEXT_FAST_CHARS:
-                out[tag] = value.strip() if value[:1].isspace() or value[-1:].isspace() else value
+                out[tag] = value.strip()  # the same string when there is nothing to strip
                 continue
             validate = validators.get(tag)
             if validate is None:

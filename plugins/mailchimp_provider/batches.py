@@ -10,7 +10,9 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from enum import StrEnum
+from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -75,6 +77,23 @@ def batch_request_body(operations_jsonl: str, marker: str) -> bytes:
     return ('{"operations":[' + ",".join(lines) + "]}").encode("utf-8")
 
 
+# Every byte as "0" if it is a digit, else as a space: a run of 19 zeros then marks a number orjson may
+# read differently from json (integers past 64 bits become floats there).
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
+def _load_json(content: bytes) -> Any:
+    """``json.loads``, by orjson where it reads the same (several times faster over an archive's
+    hundreds of megabytes); what orjson refuses, or a long run of digits, is read by json."""
+    if _LONG_DIGITS not in content.translate(_DIGITS):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(content)
+
+
 class CorruptArchive(ValueError):
     """A results archive that cannot be read; downloading it again usually helps."""
 
@@ -98,7 +117,7 @@ def parse_results_archive(data: bytes) -> pa.Table:
                 content = handle.read().strip()
                 if not content:
                     continue
-                for result in json.loads(content):
+                for result in _load_json(content):
                     ids.append(str(result.get("operation_id")))
                     codes.append(int(result["status_code"]))
                     response = result.get("response")

@@ -239,6 +239,20 @@ class TestMergeFields:
         assert body["errors"] == [{"field": "FNAME", "message": "Please enter a value"}]
         assert self.rich(http, emu, {"LNAME": "Doe"}, skip_merge_validation="true").status_code == 200
 
+    def test_numbers_past_64_bits_stay_exact(self, http: requests.Session, emu: Any) -> None:
+        """Bodies are read with orjson when it reads them as json does; it reads integers past 64 bits
+        as floats, so such a body must still come out exact (and an overflowing float stays refused)."""
+        big = 123456789012345678901234567890
+        body = '{"email_address": "%s", "status": "subscribed", "merge_fields": {"FNAME": "J", "SCORE": %s}}'
+        url = member_url(emu, list_id=RICH_LIST)
+        response = http.put(url, data=body % (EMAIL, big), headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        assert f'"SCORE":{big}' in http.get(url).text.replace(" ", "")
+        refused = http.put(url, data=body % (EMAIL, "1e400"), headers={"Content-Type": "application/json"})
+        assert problem(refused, 400, "Invalid Resource")["errors"] == [
+            {"field": "SCORE", "message": "Please enter a number"}
+        ]
+
     def test_text_cut_at_255_bytes(self, http: requests.Session, emu: Any) -> None:
         member = put(http, emu, {"status": "subscribed", "merge_fields": {"FNAME": "€" * 100}}).json()
         assert member["merge_fields"]["FNAME"] == "€" * 85  # 255 bytes of 3-byte characters

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mailchimp_provider.export.plan import ARCHIVE, EMAIL_CHANGE, UPSERT
@@ -121,3 +122,56 @@ def test_joined_outcomes_match_the_member_loop(operations, with_action) -> None:
     got, want = job_outcomes(table, answers), reference_job_outcomes(table, answers)
     assert got.to_pylist() == want.to_pylist()
     assert got.equals(want)
+
+
+BUSY_ANSWER = json.dumps(
+    {
+        "new_members": [{"email_address": "B@x.de"}],
+        "updated_members": [{"email_address": "c@X.DE", "status": "archived"}, {"email_address": "İ@x.de"}],
+        "errors": [
+            {"email_address": "a@x.de", "error": "first"},
+            {"email_address": "A@x.de", "error": "second"},  # the last error of an address counts
+            {"email_address": "", "error": "nobody"},
+            {"email_address": "b@x.de", "error_code": "ERROR_GENERIC"},  # created wins over an error
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [BUSY_ANSWER],
+        [json.dumps(json.loads(BUSY_ANSWER), indent=2)],  # line breaks between tokens
+        ['{"new_members": [{"email_address": "a@x.de", "score": NaN}]}', BUSY_ANSWER],  # orjson refuses NaN
+        ['{"new_members": [{"email_address": "a@x.de", "score": -Inf}]}', BUSY_ANSWER],
+        ['{"new_members": [{"email_address": "a@x.de"}],\r"errors": []}', BUSY_ANSWER],
+        ['{"new_members": [null]}', BUSY_ANSWER],  # an entry Python cannot read: unreadable
+        ['{"updated_members": [{"status": "archived"}]}', BUSY_ANSWER],  # a member without an address
+        ['{"new_members": [{"email_address": 5}]}', BUSY_ANSWER],  # Arrow refuses the job's answers
+        ['{"new_members": [{"email_address": "a@x.de"}], "new_members": []}', BUSY_ANSWER],
+        ['{"errors": [{"email_address": "a@x.de"}, 7]}', BUSY_ANSWER],
+        [' {"new_members": []}', "", BUSY_ANSWER],
+    ],
+)
+def test_answers_read_in_arrow_or_python_give_the_member_loop_outcomes(answers: list[str]) -> None:
+    emails = ["a@x.de", "b@x.de", "c@x.de", "i̇@x.de", "İ@x.de", "e@x.de"]
+    rows = [(f"op{n}", email) for n in range(len(answers)) for email in emails]
+    index = pa.table(
+        {
+            "operation_id": [op for op, _ in rows],
+            "profile_id": [f"P{i}" for i in range(len(rows))],
+            "email": [email for _, email in rows],
+            "subscriber_hash": [f"h{i}" for i in range(len(rows))],
+        }
+    )
+    results = pa.table(
+        {
+            "operation_id": [f"op{n}" for n in range(len(answers))],
+            "status_code": pa.array([200] * len(answers), pa.int32()),
+            "response": answers,
+        }
+    )
+    got, want = job_outcomes(index, results), reference_job_outcomes(index, results)
+    assert got.to_pylist() == want.to_pylist()
+    assert {o["outcome"] for o in got.to_pylist()} > {"created"}

@@ -75,6 +75,21 @@ def test_results_archive_is_parsed_skipping_empty_files() -> None:
     ]
 
 
+BIG = 123456789012345678901234567890
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [(b'{"n": %d}' % BIG, f'{{"n": {BIG}}}'), (b'{"x": NaN}', '{"x": NaN}')],
+)
+def test_results_are_read_as_json_reads_them(response: bytes, expected: str) -> None:
+    """Archives are read with orjson where it reads as json does: an integer past 64 bits (a float
+    there) and a NaN (refused there) still come out as json reads them."""
+    content = b'[{"status_code": 200, "operation_id": %d, "response": %s}]' % (BIG, response)
+    table = parse_results_archive(_archive({"1.json": content}))
+    assert table.to_pylist() == [{"operation_id": str(BIG), "status_code": 200, "response": expected}]
+
+
 @pytest.mark.parametrize(
     "data",
     [b"", b"not a tarball", _archive({"1.json": b"[{oops"})[:-30], _archive({"1.json": b'[{"x": 1}]'})],

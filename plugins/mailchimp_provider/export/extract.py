@@ -131,6 +131,10 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
+def _cut(array: pa.Array, limit: int | None) -> pa.Array:
+    return array if limit is None else pc.utf8_slice_codeunits(array, 0, limit)
+
+
 def _text_array(column: Sequence[Any], limit: int | None = None) -> pa.Array:
     """One column as text: converted by Arrow when the driver gave one type, value by value otherwise
     (SQLite columns may mix types). A column with a ``limit`` that arrives as bytes was cut by the
@@ -138,9 +142,9 @@ def _text_array(column: Sequence[Any], limit: int | None = None) -> pa.Array:
     try:
         array = pa.array(column)
         if pa.types.is_string(array.type):
-            return array
+            return _cut(array, limit)
         if pa.types.is_binary(array.type) and limit is not None:  # invalid UTF-8 (a cut character) raises
-            return pc.utf8_slice_codeunits(array.cast(pa.string()), 0, limit)
+            return _cut(array.cast(pa.string()), limit)
         if (
             pa.types.is_null(array.type)
             or pa.types.is_integer(array.type)
@@ -159,9 +163,23 @@ def rows_to_table(
 ) -> pa.Table:
     """Rows as an all-text Arrow table: types differ between warehouses, mapping parses per merge field.
     ``limits``: the characters each column was cut to (``read_limits``)."""
+    limits = limits or {}
+    if rows and rows[0].__class__ is tuple:
+        # Every value text, UTF-8 bytes or missing (SQLite's casts give that): Arrow converts the tuples
+        # itself, about four times faster than a Python column per field. Anything else (and bytes cut
+        # inside a character) is converted column by column.
+        try:
+            table = pa.Table.from_struct_array(
+                pa.array(rows, type=pa.struct([(name, pa.string()) for name in names]))
+            )
+            return pa.Table.from_arrays(
+                [_cut(table[name].combine_chunks(), limits.get(name)) for name in names], names=list(names)
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
     return pa.Table.from_arrays(
-        [_text_array(column, (limits or {}).get(name)) for column, name in zip(columns, names, strict=True)],
+        [_text_array(column, limits.get(name)) for column, name in zip(columns, names, strict=True)],
         names=list(names),
     )
 
