@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,16 +78,22 @@ def batch_request_body(operations_jsonl: str, marker: str) -> bytes:
     return ('{"operations":[' + ",".join(lines) + "]}").encode("utf-8")
 
 
-# Every byte as "0" if it is a digit, else as a space: a run of 19 zeros then marks a number orjson may
-# read differently from json (integers past 64 bits become floats there).
-_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
-_LONG_DIGITS = b"0" * 19
+# A digit as "0", a byte a number can follow (":", ",", "[", "-", whitespace) as "!", any other as " ": "!"
+# and 19 zeros then mark an integer orjson may read differently from json (past 64 bits: a float there).
+# Digits inside strings (hashes, ids) rarely follow those bytes, so they seldom send a body to json.
+_NUMBER_MARKS = bytes(48 if 48 <= b <= 57 else 33 if b in b":,[- \t\n\r" else 32 for b in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+def _may_hold_long_integer(data: bytes) -> bool:
+    marks = data.translate(_NUMBER_MARKS)
+    return marks.startswith(_LONG_NUMBER) or b"!" + _LONG_NUMBER in marks
 
 
 def _load_json(content: bytes) -> Any:
     """``json.loads``, by orjson where it reads the same (several times faster over an archive's
     hundreds of megabytes); what orjson refuses, or a long run of digits, is read by json."""
-    if _LONG_DIGITS not in content.translate(_DIGITS):
+    if not _may_hold_long_integer(content):
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
@@ -142,5 +149,10 @@ def parse_results_archive(data: bytes) -> pa.Table:
 def split_markers(results: pa.Table) -> tuple[pa.Table, set[str]]:
     """The job's own results, and the submission markers found among them."""
     is_marker = pc.starts_with(results["operation_id"], MARKER_PREFIX)
-    markers = set(results.filter(is_marker)["operation_id"].to_pylist())
-    return results.filter(pc.invert(is_marker)), markers
+    markers = set(results["operation_id"].filter(is_marker).to_pylist())
+    own = pc.invert(is_marker)
+    if own.null_count == 0:
+        rows = np.flatnonzero(own.to_numpy(zero_copy_only=False))
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # one run (the marker comes last)
+            return results.slice(int(rows[0]), len(rows)), markers  # no copy of tens of MB of answers
+    return results.filter(own), markers

@@ -47,6 +47,12 @@ def test_markers_are_unique_and_split_from_the_results() -> None:
     )
     results, markers = split_markers(table)
     assert results["operation_id"].to_pylist() == ["00000-00000"] and markers == {first}
+    ops = ["00000-00000", first, "00000-00001", second, "00000-00002"]  # markers anywhere
+    table = pa.table({"operation_id": ops, "status_code": [200] * 5, "response": ["{}"] * 5})
+    results, markers = split_markers(table)
+    assert results["operation_id"].to_pylist() == ops[::2] and markers == {first, second}
+    results, markers = split_markers(table.slice(2))
+    assert results["operation_id"].to_pylist() == ops[2::2] and markers == {second}
 
 
 def _archive(files: dict[str, bytes]) -> bytes:
