@@ -355,7 +355,7 @@ class Planner:
     def _plan_leavers(self, read_ids: pa.Array) -> pa.Table:
         # by sorted keys: Arrow's is_in would build a hash table of every profile read (0.7 GB for
         # 10,000,000), even when the export owns no one yet
-        unread = pc.is_null(Lookup(read_ids).index_in(self.ids))
+        unread = pc.is_null(Lookup(read_ids).index_in(self.by_id.column))
         positions = pc.indices_nonzero(unread)
         rows = []
         for i, prev in zip(positions.to_pylist(), self.members.take(positions).to_pylist(), strict=True):
