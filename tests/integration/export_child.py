@@ -43,8 +43,8 @@ def resume(dag, run_id: str) -> int:
         if ti.state == TaskInstanceState.RUNNING:  # its heartbeat stopped: the scheduler retries it
             ti.state = TaskInstanceState.UP_FOR_RETRY
             ti.end_date = utcnow()
-        elif ti.state == TaskInstanceState.DEFERRED:  # its trigger goes to a triggerer still alive
-            deferred.append(ti)
+        elif ti.trigger_id is not None and ti.state in (TaskInstanceState.DEFERRED, TaskInstanceState.QUEUED):
+            deferred.append(ti)  # its trigger goes to a live triggerer (dag.test() shows it queued meanwhile)
     session.commit()
     for ti in deferred:
         _fire_trigger(ti, session)
