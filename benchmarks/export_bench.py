@@ -463,14 +463,14 @@ def run_as_tasks(
         return [r[0] for r in results]
 
     tasks("check_audience", steps.check_audience, [(d, run_id)])
-    tasks("extract", steps.extract_segment, [(d, run_id, d.segment_names)])
+    (partition_args,) = tasks("extract", steps.extract_segment, [(d, run_id, d.segment_names)])
     prepared = [
         tasks(
-            f"validate_and_map, partition {k + 1} of {partitions}",
+            f"validate_and_map, partition {p['partition'] + 1} of {p['partitions']}",
             steps.validate_and_map,
-            [(d, run_id, None, k, partitions)],
+            [(d, run_id, None, p["partition"], p["partitions"])],
         )[0]
-        for k in range(partitions)
+        for p in partition_args
     ]
     tasks("plan", steps.plan_run, [(d, run_id, prepared)])
     (jobs,) = tasks("chunk", steps.chunk_jobs, [(d, run_id, False)])

@@ -54,7 +54,6 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
     plan -> chunk -> upload_and_poll (phase 1: members, one mapped task per batch job) -> update_tags
     (phase 2: tag changes) -> reconcile."""
     segments = definition.segment_names
-    partitions = definition.prepare_partitions
     with DAG(
         dag_id=definition.dag_id,
         description=definition.description or f"Export {', '.join(segments)} to Mailchimp",
@@ -114,7 +113,9 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             return steps.check_audience(definition, run_id, dry_run=params["dry_run"])
 
         @task
-        def extract(params=None, run_id=None) -> dict:
+        def extract(params=None, run_id=None) -> list[dict]:
+            """The segments into staged parts; returns the partitions that prepare them (by size or
+            the definition's count), which validate_and_map is mapped over."""
             chosen = [s for s in params["segments"] if s in segments]
             if not chosen:
                 raise AirflowFailException(
@@ -123,7 +124,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
             return steps.extract_segment(definition, run_id, chosen)
 
         @task(map_index_template="{{ partition_label }}")
-        def validate_and_map(partition: int, params=None, run_id=None) -> dict:
+        def validate_and_map(partition: int, partitions: int, params=None, run_id=None) -> dict:
             """One subscriber-hash partition of the profiles (one address never spans two)."""
             get_current_context()["partition_label"] = f"partition {partition + 1} of {partitions}"
             return steps.validate_and_map(
@@ -159,7 +160,6 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         @task(trigger_rule=TriggerRule.NONE_FAILED)
         def reconcile(
             audience: dict,
-            extracted: dict,
             planned: dict,
             uploads: list[dict] | None,
             tag_uploads: list[dict] | None,
@@ -168,7 +168,6 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         ) -> dict:
             durations = {
                 "check_audience": audience["seconds"],
-                "extract": extracted["seconds"],
                 "validate_and_map": planned["prepare_seconds"],  # the slowest partition
                 "plan": planned["seconds"],
             }
@@ -188,7 +187,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
 
         audience = check_audience()
         extracted = extract()
-        prepared = validate_and_map.expand(partition=list(range(partitions)))
+        prepared = validate_and_map.expand_kwargs(extracted)
         planned = plan(prepared)
         jobs = chunk()
         batch_settings = {
@@ -211,7 +210,7 @@ def build_export_dag(definition: ExportDefinition, source: Path) -> DAG:
         audience >> extracted >> prepared
         planned >> jobs >> phase2
         uploads >> tag_updates
-        reconcile(audience, extracted, planned, uploads.output, tag_updates.output) >> announce()
+        reconcile(audience, planned, uploads.output, tag_updates.output) >> announce()
     return dag
 
 

@@ -80,7 +80,7 @@ BROKEN = {
     "many_partitions.yaml": (
         "export: many_partitions\nmailchimp: {conn_id: m, audience_id: a1}\nwarehouse: {conn_id: w, table: t}\n"
         "segments: [s]\ncolumns: {id: id, email: e}\nprepare_partitions: 33\n",
-        "field 'prepare_partitions': Input should be less than or equal to 32",
+        "field 'prepare_partitions': Value error, expected a number from 1 to 32 or 'auto', got 33",
     ),
 }
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mailchimp_provider.export import pipeline, staging
-from mailchimp_provider.export.definition import ExportDefinition
+from mailchimp_provider.export.definition import AUTO_PARTITION_ROWS, MAX_PREPARE_PARTITIONS, ExportDefinition
 from mailchimp_provider.export.extract import SQLITE_QUOTE, TooManyProfiles
 from mailchimp_provider.export.mapping import Audience, MergeField
 from mailchimp_provider.export.prepare import PrepareResult
@@ -208,3 +208,29 @@ def test_a_retried_partition_replaces_its_own_parts_and_only_those(tmp_path) -> 
     assert pipeline.prepare_in_staging(paths, definition, AUDIENCE, partition=1, partitions=2) == first[1]
     assert paths.prepared_parts(paths.members_dir, 1) == ours and not stale.exists()
     assert {p.name: p.read_bytes() for p in paths.prepared_parts(paths.members_dir, 0)} == before
+
+
+@pytest.mark.parametrize(
+    ("setting", "rows", "expected"),
+    [
+        ("auto", 0, 1),  # an empty extract is still prepared (and planned: leavers)
+        ("auto", 1, 1),
+        ("auto", AUTO_PARTITION_ROWS, 1),
+        ("auto", AUTO_PARTITION_ROWS + 1, 2),
+        ("auto", 10_000_000, 20),
+        ("auto", AUTO_PARTITION_ROWS * MAX_PREPARE_PARTITIONS * 3, MAX_PREPARE_PARTITIONS),
+        (3, 1, 3),  # a count set in the definition holds whatever the size
+        (3, 10_000_000, 3),
+    ],
+)
+def test_the_partition_count_is_the_definitions_or_follows_the_rows(setting, rows, expected) -> None:
+    definition = DEFINITION.model_copy(update={"prepare_partitions": setting})
+    assert definition.partitions_for(rows) == expected
+
+
+def test_partitions_default_to_auto_and_the_setting_is_checked() -> None:
+    raw = DEFINITION.model_dump(exclude={"prepare_partitions"})
+    assert ExportDefinition.model_validate(raw).prepare_partitions == "auto"
+    for wrong in (0, 33, "some", 2.5):
+        with pytest.raises(ValueError, match="prepare_partitions"):
+            ExportDefinition.model_validate({**raw, "prepare_partitions": wrong})

@@ -150,14 +150,14 @@ class StepRun:
         return self
 
     def extract(self) -> StepRun:
-        steps.extract_segment(self.d, self.run_id, self.params.get("segments") or self.d.segment_names)
+        segments = self.params.get("segments") or self.d.segment_names
+        self.partitions = steps.extract_segment(self.d, self.run_id, segments)
         self.done.append("extract")
         return self
 
     def plan(self) -> StepRun:
         segments = self.params.get("segments")
-        n = self.d.prepare_partitions
-        prepared = [steps.validate_and_map(self.d, self.run_id, segments, k, n) for k in range(n)]
+        prepared = [steps.validate_and_map(self.d, self.run_id, segments, **p) for p in self.partitions]
         steps.plan_run(self.d, self.run_id, prepared, dry_run=self.dry_run, **self.params)
         self.jobs = steps.chunk_jobs(self.d, self.run_id, self.dry_run)
         self.tag_jobs = steps.tag_jobs(self.d, self.run_id, self.dry_run)

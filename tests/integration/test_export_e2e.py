@@ -149,17 +149,23 @@ def test_an_export_prepared_in_partitions_ends_as_the_whole_one(
     warehouse, mailchimp_conn, airflow_db, tmp_path, monkeypatch
 ) -> None:
     """The same segments (with duplicates and bad addresses) exported whole, then, into the emptied
-    audience as another export, prepared by three mapped validate_and_map tasks: the same report counts
-    and the same audience. (Planning against owned state: tests/export/test_partitioned_run.py.)"""
+    audience as another export, prepared by three mapped validate_and_map tasks, a count chosen by the
+    size of the extract ("auto"): the same report counts and the same audience. (Planning against owned
+    state: tests/export/test_partitioned_run.py.)"""
     from mailchimp_exports import build_export_dag
+    from mailchimp_provider.export import definition as definition_module
 
     changes = {"segments": ["newsletter_opt_in", "vip_customers"], "extract_chunk_rows": 500}
-    whole = run_export(write_definition(monkeypatch, tmp_path / "whole", export="whole", **changes))
+    whole = run_export(
+        write_definition(monkeypatch, tmp_path / "whole", export="whole", prepare_partitions=1, **changes)
+    )
     audience = _audience(mailchimp_conn)
     mailchimp_conn.reset()
 
+    # rows read / 3, rounded up: the rows make three partitions
+    monkeypatch.setattr(definition_module, "AUTO_PARTITION_ROWS", -(-whole["rows_read"] // 3))
     definition = write_definition(
-        monkeypatch, tmp_path / "split", export="split", prepare_partitions=3, **changes
+        monkeypatch, tmp_path / "split", export="split", prepare_partitions="auto", **changes
     )
     run = build_export_dag(definition, DEMO_DEFINITION).test()
     assert run.state == "success"

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -30,12 +31,26 @@ MAX_DEFINITION_BYTES = 256 * 1024
 MAX_BATCH_JOBS = 200  # upload tasks a run may map to: far below Airflow's max_map_length (1024)
 # Preparation tasks a run may map to: each reads every extracted part, so more mostly adds reading
 MAX_PREPARE_PARTITIONS = 32
+# Extracted rows per preparation task when the definition leaves the count to the size of the segment
+# ("auto"): a 1,000,000-row partition's task peaks under 0.5 GB (BENCHMARKS.md, 10,000,000 profiles), and
+# half of that spreads a 1,000,000-profile export over two workers' cores.
+AUTO_PARTITION_ROWS = 500_000
 
 # Plain SQL identifiers, optionally schema-qualified. They are still quoted when used: this check only
 # makes a hostile name fail at parse time with a clear message instead of at query time.
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 _QUALIFIED = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"
 Identifier = Annotated[str, StringConstraints(pattern=_IDENTIFIER)]
+
+
+def _partition_count(value: object) -> object:
+    """One plain message for both forms (pydantic would list a failure per member of the union)."""
+    if value == "auto" or (type(value) is int and 1 <= value <= MAX_PREPARE_PARTITIONS):
+        return value
+    raise ValueError(f"expected a number from 1 to {MAX_PREPARE_PARTITIONS} or 'auto', got {value!r}")
+
+
+PartitionCount = Annotated[int | Literal["auto"], BeforeValidator(_partition_count)]
 QualifiedName = Annotated[str, StringConstraints(pattern=_QUALIFIED)]
 ExportName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 MergeTag = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9_]{1,10}$")]
@@ -126,7 +141,8 @@ class ExportDefinition(_Strict):
     max_profiles: Annotated[int, Field(gt=0, le=10_000_000)] = 1_000_000
     job_size: Annotated[int, Field(ge=500, le=500_000)] = 50_000
     extract_chunk_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 50_000
-    prepare_partitions: Annotated[int, Field(ge=1, le=MAX_PREPARE_PARTITIONS)] = 1
+    # validate_and_map tasks: a fixed count, or "auto": one per AUTO_PARTITION_ROWS extracted rows
+    prepare_partitions: PartitionCount = "auto"
     poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     batch_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3 * 3600.0
     retries: Annotated[int, Field(ge=0, le=10)] = 2
@@ -188,6 +204,12 @@ class ExportDefinition(_Strict):
 
     def segment_tags(self) -> dict[str, str]:
         return {name: self.tag_of(name) for name in self.segment_names}
+
+    def partitions_for(self, rows: int) -> int:
+        """How many subscriber-hash partitions prepare a run that extracted ``rows`` rows."""
+        if self.prepare_partitions != "auto":
+            return self.prepare_partitions
+        return min(MAX_PREPARE_PARTITIONS, max(1, -(-rows // AUTO_PARTITION_ROWS)))
 
     @property
     def dag_id(self) -> str:

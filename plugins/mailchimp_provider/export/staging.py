@@ -229,6 +229,11 @@ class RunPaths:
         return self.root / "extract"
 
     @property
+    def extract_summary(self) -> Any:
+        """What the extract read (rows, parts, seconds) and how many partitions prepare it."""
+        return self.root / "extract.json"
+
+    @property
     def members_dir(self) -> Any:
         return self.root / "members"
 

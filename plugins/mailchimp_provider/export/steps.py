@@ -162,18 +162,28 @@ def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
 
 
 @fail_fast_on_user_mistakes
-def extract_segment(definition: ExportDefinition, run_id: str, segments: list[str]) -> dict:
+def extract_segment(definition: ExportDefinition, run_id: str, segments: list[str]) -> list[dict]:
+    """Extract the segments into staged parts; return one validate_and_map task's arguments per
+    subscriber-hash partition, their count set by the definition or by the rows read."""
     started = time.monotonic()
     connection, cursor, hook = _cursor(definition.warehouse.conn_id)
     try:
         quote = identifier_quote(getattr(hook, "conn_type", ""))
-        result = pipeline.extract_to_staging(
-            run_paths(definition, run_id), definition, segments, cursor, hook.placeholder, quote
-        )
+        paths = run_paths(definition, run_id)
+        result = pipeline.extract_to_staging(paths, definition, segments, cursor, hook.placeholder, quote)
     finally:
         connection.close()
-    log.info("Extracted %s rows for segments %s in %s parts", result.rows, ", ".join(segments), result.parts)
-    return {"rows": result.rows, "parts": result.parts, "seconds": _timed(started)}
+    partitions = definition.partitions_for(result.rows)
+    log.info(
+        "Extracted %s rows for segments %s in %s parts; %s partition(s) prepare them",
+        result.rows,
+        ", ".join(segments),
+        result.parts,
+        partitions,
+    )
+    summary = {**dataclasses.asdict(result), "partitions": partitions, "seconds": _timed(started)}
+    staging.write_text(paths.extract_summary, json.dumps(summary))
+    return [{"partition": k, "partitions": partitions} for k in range(partitions)]
 
 
 def _warnings(segments: list[str], rows: dict[str, int], state: ExportState) -> list[str]:
@@ -421,6 +431,9 @@ def reconcile_run(
     started = time.monotonic()
     paths = run_paths(definition, run_id)
     batches = uploads + (tag_uploads or [])
+    extracted = {"extract": json.loads(staging.read_text(paths.extract_summary))["seconds"]}
+    first = {k: v for k, v in durations.items() if k == "check_audience"}
+    durations = first | extracted | durations  # in the order the stages ran
     if batches:
         durations = {**durations, "mailchimp_batches": _batch_span(batches)}
     prepared = json.loads(staging.read_text(paths.root / PREPARE_SUMMARY))
