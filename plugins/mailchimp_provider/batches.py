@@ -9,6 +9,7 @@ import tarfile
 import uuid
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -37,6 +38,42 @@ class BatchStatus(StrEnum):
         """Only a ``pending`` batch has changed nothing yet. Deleting a later one would throw away the
         results of the operations it already applied, so their outcomes would be unknown."""
         return self is BatchStatus.PENDING
+
+
+def all_applied(batch: dict) -> bool:
+    """Mailchimp counts every operation done (errored ones too) but has not said ``finished``: it is
+    writing the results, which its users report can take hours after the last operation."""
+    total = batch.get("total_operations") or 0
+    return (
+        total > 0
+        and (batch.get("finished_operations") or 0) >= total
+        and batch.get("status") != BatchStatus.FINISHED
+    )
+
+
+@dataclass
+class Patience:
+    """When a poller gives up on a batch. It has until ``deadline`` (epoch seconds) to apply its
+    operations; once it has applied them all, it has ``grace`` seconds more from that moment to finish.
+    The members are in by then and only the results are late, so a slow Mailchimp does not fail a
+    healthy run; a batch that never finishes still ends the wait."""
+
+    deadline: float
+    grace: float
+    applied_at: float | None = None
+
+    def saw(self, batch: dict, now: float) -> bool:
+        """Note a poll's answer; True the first time it shows every operation applied."""
+        if self.applied_at is None and all_applied(batch):
+            self.applied_at = now
+            return True
+        return False
+
+    @property
+    def until(self) -> float:
+        if self.applied_at is None:
+            return self.deadline
+        return max(self.deadline, self.applied_at + self.grace)
 
 
 FIRST_POLL_DELAY_S = 1.0

@@ -105,6 +105,51 @@ def test_times_out_naming_the_batch(tmp_path, mailchimp_conn) -> None:
     assert time.monotonic() - started < 15
 
 
+def test_waits_past_the_timeout_for_a_batch_that_applied_every_operation(tmp_path, mailchimp_conn) -> None:
+    """Operations all applied, "finished" late (Mailchimp can take hours): not a timeout, on the worker;
+    the trigger does the same (tests/integration/test_trigger.py). The batch applies its operations at
+    about 2 s and finishes at about 5 s, past the 4 s timeout."""
+    mailchimp_conn.set_faults(stuck_in="started")
+    timers = [
+        threading.Timer(2.0, lambda: mailchimp_conn.set_faults(stuck_in="finalizing")),
+        threading.Timer(5.0, lambda: mailchimp_conn.set_faults(stuck_in=None)),
+    ]
+    for timer in timers:
+        timer.start()
+    try:
+        summary = operator(tmp_path, mailchimp_conn, deferrable=False, timeout=4.0).execute(
+            {"task_state_store": StateStore()}
+        )
+    finally:
+        for timer in timers:
+            timer.cancel()
+    assert summary["status"] == "finished" and summary["results"] == 2
+
+
+def test_a_batch_that_never_finishes_after_its_last_operation_times_out_saying_so(
+    tmp_path, mailchimp_conn
+) -> None:
+    mailchimp_conn.set_faults(stuck_in="finalizing")
+    op = operator(tmp_path, mailchimp_conn, deferrable=False, timeout=1.0)
+    with pytest.raises(
+        MailchimpBatchTimeout,
+        match=r"batch \w+ applied all its operations but did not finish within 1s after that "
+        r"\(last status: finalizing\)",
+    ):
+        op.execute({"task_state_store": StateStore()})
+
+
+def test_the_trigger_waits_as_long_again_once_the_operations_are_applied(tmp_path, mailchimp_conn) -> None:
+    op = operator(tmp_path, mailchimp_conn, deferrable=True, timeout=30.0)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"task_state_store": StateStore()})
+    assert deferred.value.trigger.grace == 30.0
+    with pytest.raises(MailchimpBatchTimeout, match="applied all its operations"):
+        op.execute_complete(
+            {}, {"status": "timeout", "batch_id": "b1", "last_status": "finalizing", "applied": True}
+        )
+
+
 def load_test_dag(name: str, dag_id: str = "dag"):
     """A DAG from the tests' own bundle (dag.test() runs DAGs from bundles)."""
     import importlib.util

@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import itertools
 import json
+import threading
 import time
 
 import pytest
@@ -17,7 +18,9 @@ from support import mailchimp_connection
 
 
 def test_serialization_round_trip() -> None:
-    trigger = MailchimpBatchTrigger("mc", "b123", 2.5, 1_900_000_000.0)
+    trigger = MailchimpBatchTrigger(
+        "mc", "b123", 2.5, 1_900_000_000.0, not_before=1_800_000_000.0, grace=60.0
+    )
     path, kwargs = trigger.serialize()
     module, _, name = path.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
@@ -76,7 +79,31 @@ def test_reports_timeout_with_the_last_status(mailchimp_conn) -> None:
     mailchimp_conn.set_faults(stuck_in="started")
     batch_id = _submit(mailchimp_conn)
     event = _first_event(MailchimpBatchTrigger("mailchimp_default", batch_id, 0.1, time.time() + 1.5))
-    assert event == {"status": "timeout", "batch_id": batch_id, "last_status": "started"}
+    assert event == {"status": "timeout", "batch_id": batch_id, "last_status": "started", "applied": False}
+
+
+def test_a_batch_slow_to_finish_after_its_last_operation_is_waited_for(mailchimp_conn) -> None:
+    """Mailchimp can report every operation done and stay short of "finished" for hours: past the
+    deadline, the trigger gives it ``grace`` from the moment it saw the operations applied."""
+    mailchimp_conn.set_faults(stuck_in="finalizing")
+    batch_id = _submit(mailchimp_conn)
+    release = threading.Timer(2.5, lambda: mailchimp_conn.set_faults(stuck_in=None))
+    release.start()
+    try:
+        trigger = MailchimpBatchTrigger("mailchimp_default", batch_id, 0.1, time.time() + 1.0, grace=60.0)
+        event = _first_event(trigger)
+    finally:
+        release.cancel()
+    assert event["status"] == "finished" and event["batch"]["id"] == batch_id
+
+
+def test_a_batch_that_never_finishes_after_its_last_operation_still_ends_the_wait(mailchimp_conn) -> None:
+    mailchimp_conn.set_faults(stuck_in="finalizing")
+    batch_id = _submit(mailchimp_conn)
+    event = _first_event(
+        MailchimpBatchTrigger("mailchimp_default", batch_id, 0.1, time.time() + 0.5, grace=1.0)
+    )
+    assert event == {"status": "timeout", "batch_id": batch_id, "last_status": "finalizing", "applied": True}
 
 
 def test_reports_errors(mailchimp_conn) -> None:

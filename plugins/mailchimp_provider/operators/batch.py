@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, ObjectStoragePath, ResumableJobMixin, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from mailchimp_provider.batches import BatchStatus, new_marker, operation_lines, poll_delays
+from mailchimp_provider.batches import BatchStatus, Patience, new_marker, operation_lines, poll_delays
 from mailchimp_provider.export.staging import read_text, write_parquet
 from mailchimp_provider.hooks.errors import MailchimpApiError, is_permanent
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
@@ -46,8 +46,9 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
     :param mailchimp_conn_id: connection of type ``mailchimp``.
     :param deferrable: wait in the triggerer instead of the worker.
     :param poll_interval: the longest wait between status checks (they start 1 s apart and double).
-    :param timeout: seconds one try waits for the batch before it fails, naming the batch; a retry
-        reconnects and waits as long again.
+    :param timeout: seconds one try waits for the batch to apply its operations before it fails, naming
+        the batch; once they are all applied, as long again from then for Mailchimp to finish it (which
+        its users report can take hours). A retry reconnects and waits as long again.
     :param job_label: what the batch carries, e.g. "job 3 of 20, 50,000 members" (a mapped task's name).
     """
 
@@ -144,14 +145,24 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
                     self.poll_interval,
                     deadline,
                     not_before=min(deadline, time.time() + RESUME_NOT_BEFORE_S),
+                    grace=self.timeout,
                 ),
                 method_name="execute_complete",
             )
+        patience = Patience(deadline, self.timeout)
         batch = self._get_batch(batch_id)
         delays = poll_delays(self.poll_interval)
         while not BatchStatus(batch["status"]).is_terminal():
-            if time.time() >= deadline:
-                raise MailchimpBatchTimeout(self._timeout_message(batch_id, batch["status"]))
+            if patience.saw(batch, time.time()):
+                self.log.info(
+                    "Batch %s applied all %s operations; waiting up to %.0fs more for Mailchimp to finish it",
+                    batch_id,
+                    batch.get("total_operations"),
+                    patience.until - time.time(),
+                )
+            if time.time() >= patience.until:
+                applied = patience.applied_at is not None
+                raise MailchimpBatchTimeout(self._timeout_message(batch_id, batch["status"], applied))
             self.log.info(
                 "Batch %s is %s (%s/%s operations)",
                 batch_id,
@@ -159,7 +170,7 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
                 batch.get("finished_operations"),
                 batch.get("total_operations"),
             )
-            time.sleep(min(next(delays), max(0.0, deadline - time.time())))
+            time.sleep(min(next(delays), max(0.0, patience.until - time.time())))
             batch = self._get_batch(batch_id)
         return self.get_job_result(batch_id, context)
 
@@ -171,9 +182,14 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
                 raise MailchimpApiError(0, "Batch gone", f"batch {batch_id} vanished") from None
             raise
 
-    def _timeout_message(self, batch_id: str, status: str) -> str:
+    def _timeout_message(self, batch_id: str, status: str, applied: bool) -> str:
+        waited = (
+            f"applied all its operations but did not finish within {self.timeout:.0f}s after that"
+            if applied
+            else f"did not finish within {self.timeout:.0f}s"
+        )
         return (
-            f"Mailchimp batch {batch_id} did not finish within {self.timeout:.0f}s (last status: {status}). "
+            f"Mailchimp batch {batch_id} {waited} (last status: {status}). "
             "It was left running; a retry of this task reconnects to it."
         )
 
@@ -199,7 +215,11 @@ class MailchimpBatchOperator(ResumableJobMixin, BaseOperator):
         """Resume after the trigger: fail with its message, or collect the finished batch's results."""
         with _fail_fast():
             if event["status"] == "timeout":
-                raise MailchimpBatchTimeout(self._timeout_message(event["batch_id"], event["last_status"]))
+                raise MailchimpBatchTimeout(
+                    self._timeout_message(
+                        event["batch_id"], event["last_status"], event.get("applied", False)
+                    )
+                )
             if event["status"] != "finished":
                 status = event.get("http_status", 0)
                 raise MailchimpApiError(

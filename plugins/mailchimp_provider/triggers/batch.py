@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from mailchimp_provider.batches import BatchStatus, poll_delays
+from mailchimp_provider.batches import BatchStatus, Patience, poll_delays
 from mailchimp_provider.hooks.errors import MailchimpApiError
 from mailchimp_provider.hooks.mailchimp_async import MailchimpAsyncHook
 
@@ -30,11 +30,13 @@ def batch_summary(batch: dict) -> dict:
 
 
 class MailchimpBatchTrigger(BaseTrigger):
-    """Poll ``GET /batches/{id}`` until the batch finishes or ``deadline`` (epoch seconds) passes; the first
-    poll not before ``not_before`` (epoch seconds), then after 1 s, doubling up to ``poll_interval``.
+    """Poll ``GET /batches/{id}`` until the batch finishes or the wait ends (:class:`Patience`: until
+    ``deadline``, epoch seconds, or ``grace`` seconds after the batch applied its last operation if that
+    is later); the first poll not before ``not_before`` (epoch seconds), then after 1 s, doubling up to
+    ``poll_interval``.
 
     Yields exactly one event, then ends: ``{"status": "finished", "batch": {...}}``, ``{"status":
-    "timeout", "batch_id", "last_status"}`` or ``{"status": "error", "batch_id", "message",
+    "timeout", "batch_id", "last_status", "applied"}`` or ``{"status": "error", "batch_id", "message",
     "http_status"}`` (0 when there was no answer). ``deadline`` is wall-clock time, so it survives the
     trigger moving to another triggerer process.
     """
@@ -46,6 +48,7 @@ class MailchimpBatchTrigger(BaseTrigger):
         poll_interval: float,
         deadline: float,
         not_before: float = 0.0,
+        grace: float = 0.0,  # 0 for triggers serialized before it existed: they end at the deadline
     ) -> None:
         super().__init__()
         self.mailchimp_conn_id = mailchimp_conn_id
@@ -53,6 +56,7 @@ class MailchimpBatchTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.not_before = not_before  # epoch seconds of the first poll (see MailchimpBatchOperator)
+        self.grace = grace
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -63,6 +67,7 @@ class MailchimpBatchTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "not_before": self.not_before,
+                "grace": self.grace,
             },
         )
 
@@ -83,6 +88,7 @@ class MailchimpBatchTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = MailchimpAsyncHook(self.mailchimp_conn_id)
         last_status = "unknown"
+        patience = Patience(self.deadline, self.grace)
         await asyncio.sleep(max(0.0, self.not_before - time.time()))
         delays = poll_delays(self.poll_interval)
         try:
@@ -92,14 +98,28 @@ class MailchimpBatchTrigger(BaseTrigger):
                 if BatchStatus(last_status).is_terminal():
                     yield TriggerEvent({"status": "finished", "batch": batch_summary(batch)})
                     return
-                if time.time() >= self.deadline:
+                if patience.saw(batch, time.time()) and self.grace:
+                    self.log.info(
+                        "Batch %s applied all %s operations; waiting up to %.0fs more for Mailchimp to "
+                        "finish it (its results)",
+                        self.batch_id,
+                        batch.get("total_operations"),
+                        max(0.0, patience.until - time.time()),
+                    )
+                if time.time() >= patience.until:
+                    applied = patience.applied_at is not None
                     yield TriggerEvent(
-                        {"status": "timeout", "batch_id": self.batch_id, "last_status": last_status}
+                        {
+                            "status": "timeout",
+                            "batch_id": self.batch_id,
+                            "last_status": last_status,
+                            "applied": applied,
+                        }
                     )
                     return
                 delay = next(delays)
                 self.log.info("Batch %s is %s; next poll in %ss", self.batch_id, last_status, delay)
-                await asyncio.sleep(min(delay, max(0.0, self.deadline - time.time())))
+                await asyncio.sleep(min(delay, max(0.0, patience.until - time.time())))
         except (MailchimpApiError, ValueError) as exc:
             status = exc.status if isinstance(exc, MailchimpApiError) else 0
             yield TriggerEvent(
