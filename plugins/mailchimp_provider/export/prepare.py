@@ -273,7 +273,6 @@ class Preparer:
         n, groups = table.num_rows, len(starts)
         ids, raw = table[s.id_column].chunk(0), table[s.email_column].chunk(0)
         single = groups == n  # the common case: one row per address
-        lead = table if single else table.take(starts)
         email = emails if single else emails.take(starts)
 
         # Each distinct profile of a group, at its first row; the group's lead profile comes first.
@@ -328,9 +327,12 @@ class Preparer:
             else np.zeros(len(valid), bool)
         )
         candidates = np.flatnonzero(fresh & ~archived)  # positions in valid
-        # The merge fields' columns; the email column's too, so the row count stays when there are none.
-        fields = lead.select(list(dict.fromkeys([s.email_column, *(f.column for f in s.fields)])))
-        data_json, complete = self._member_json(fields.take(valid[candidates]), valid_emails.take(candidates))
+        # The merge fields' columns (the email column's too, so the row count stays when there are none)
+        # of each candidate's first row: taken once, not every column of every group first.
+        fields = table.select(list(dict.fromkeys([s.email_column, *(f.column for f in s.fields)])))
+        data_json, complete = self._member_json(
+            fields.take(starts[valid[candidates]]), valid_emails.take(candidates)
+        )
         accepted = candidates[complete]
         members = valid[accepted]  # groups
 
