@@ -212,7 +212,7 @@ class Warehouse:
             self._admin(f"DROP DATABASE IF EXISTS {self.dbname} WITH (FORCE)")
 
 
-def floor(warehouse: Warehouse, rows: int) -> Stage:
+def floor(warehouse: Warehouse, profiles: int) -> Stage:
     """Read every row into Arrow and write the batch-subscribe bodies from its columns with orjson, the
     fastest JSON encoder we have: nothing less will do, so the ratio to it does not flatter us."""
     reset_peak()
@@ -245,7 +245,7 @@ def floor(warehouse: Warehouse, rows: int) -> Stage:
             ]
             orjson.dumps({"members": members, "update_existing": True})
     conn.close()
-    return Stage("floor", time.perf_counter() - started, rows, peak_mb(), time.process_time() - cpu)
+    return Stage("floor", time.perf_counter() - started, profiles, peak_mb(), time.process_time() - cpu)
 
 
 def upload_job(operations: Any, outcomes: Any) -> dict:
