@@ -42,11 +42,33 @@ def test_benchmark_prints_every_figure(tmp_path) -> None:
         "upload and poll (0 ms)",
         "upload and poll (20 ms)",
         "reconcile (0 ms)",
+        "validate and map, 2 partitions side by side",
     ):
         assert f"| {stage} |" in text
     assert "x the floor" in text and "naive client loop, 20 ms" in text and "faster" in text
+    assert "partitions side by side (2 processes" in text
     warehouses = 1 if "--skip-postgres" in args else 2
     assert text.count("- target:") == 5 * warehouses  # each figure beside its target, met or missed
+
+
+def test_benchmark_measures_the_preparation_alone(tmp_path) -> None:
+    """--preparation-only: the preparation's stages and the floor, nothing uploaded."""
+    args = [
+        "--profiles",
+        "5000",
+        "--skip-postgres",
+        "--preparation-only",
+        "--write",
+        str(tmp_path / "bench.md"),
+    ]
+    out = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = (tmp_path / "bench.md").read_text()
+    assert "## sqlite: preparation only" in text
+    for stage in ("extract", "validate and map", "validate and map, 2 partitions side by side", "chunk"):
+        assert f"| {stage} |" in text
+    assert "upload and poll" not in text and "naive" not in text
+    assert text.count("- target:") == 1 and "x the floor" in text
 
 
 def test_benchmark_runs_the_export_as_the_dags_tasks(tmp_path) -> None:

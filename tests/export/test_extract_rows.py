@@ -8,7 +8,7 @@ import datetime as dt
 import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
-from mailchimp_provider.export.extract import _text_array, rows_to_table
+from mailchimp_provider.export.extract import _cut, _text_array, rows_to_table
 
 NAMES = ["id", "email", "city"]
 value = st.one_of(
@@ -43,3 +43,11 @@ def test_text_rows_take_arrows_conversion() -> None:
         {"id": "2", "email": None, "city": "Köln"},
     ]
     assert table.schema == pa.schema([(name, pa.string()) for name in NAMES])
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8)), max_size=6), st.integers(1, 6))
+def test_values_are_cut_to_their_characters(texts: list[str | None], limit: int) -> None:
+    """Whether or not a column needs cutting (its longest value in bytes against the limit)."""
+    cut = _cut(pa.array(texts, pa.string()), limit)
+    assert cut.type == pa.string()
+    assert cut.to_pylist() == [None if t is None else t[:limit] for t in texts]

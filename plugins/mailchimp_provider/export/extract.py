@@ -132,7 +132,11 @@ def _as_text(value: Any) -> str | None:
 
 
 def _cut(array: pa.Array, limit: int | None) -> pa.Array:
-    return array if limit is None else pc.utf8_slice_codeunits(array, 0, limit)
+    """At most ``limit`` characters of each value. A column whose values all have at most ``limit``
+    bytes, so at most as many characters (nearly every column), is kept as it is, not copied."""
+    if limit is None or (pc.max(pc.binary_length(array)).as_py() or 0) <= limit:
+        return array
+    return pc.utf8_slice_codeunits(array, 0, limit)
 
 
 def _text_array(column: Sequence[Any], limit: int | None = None) -> pa.Array:

@@ -513,11 +513,12 @@ def _plan_table(part: pa.Table, n: int, **columns: object) -> pa.Table:
         if isinstance(value, pa.Array | pa.ChunkedArray):
             arrays.append(value)
         elif value is None and column.type == TAGS_TYPE:
-            arrays.append(pa.array([[]] * n, TAGS_TYPE))
+            empty = pa.array(np.zeros(n + 1, np.int32))
+            arrays.append(pa.ListArray.from_arrays(empty, pa.array([], pa.string()), type=TAGS_TYPE))
         elif value is None and column.name in ("leaver", "drop"):
-            arrays.append(pa.array([False] * n, pa.bool_()))
-        else:
-            arrays.append(pa.array([value] * n, column.type))
+            arrays.append(pa.repeat(pa.scalar(False), n))
+        else:  # one value repeated by Arrow, not a Python list of n values converted
+            arrays.append(pa.repeat(pa.scalar(value, column.type), n))
     return pa.Table.from_arrays(arrays, schema=PLAN_SCHEMA)
 
 
