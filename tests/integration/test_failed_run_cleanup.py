@@ -77,7 +77,12 @@ def test_uploads_failing_for_good_leave_no_personal_data(
     assert mailchimp_conn.stats()["batches_submitted"] == len(uploads)
     assert personal_data_left("stuck") == []
     [folder] = run_folders("stuck")
-    assert sorted(p.name for p in folder.iterdir()) == ["audience.json", "extract.json", "prepare.json", "rejects"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "audience.json",
+        "extract.json",
+        "prepare.json",
+        "rejects",
+    ]
 
 
 def _upload_states(dag_id: str) -> list[str]:
