@@ -111,7 +111,7 @@ def measure(name: str, rows: int, work: Callable[[], Any]) -> tuple[Stage, Any]:
     return Stage(name, time.perf_counter() - started, rows, peak_mb(), time.process_time() - cpu), result
 
 
-def definition(profiles: int, query: str = QUERY, partitions: int = 1):
+def definition(profiles: int, query: str = QUERY, partitions: int | str = 1):
     from mailchimp_provider.export.definition import ExportDefinition
 
     return ExportDefinition.model_validate(
@@ -352,6 +352,19 @@ def export_once(
 
 
 SIDE_BY_SIDE = 2  # the benchmark machine's cores
+
+
+def as_deployed(stages: list[Stage], profiles: int) -> tuple[float, str]:
+    """The preparation's seconds as a default definition runs it (``prepare_partitions: auto``): in
+    partitions side by side when auto gives these rows as many partitions as this machine has cores,
+    else in one process; with the words for it."""
+    prep, side = preparation(stages)
+    if definition(profiles, partitions="auto").partitions_for(profiles) == SIDE_BY_SIDE:
+        return (
+            side,
+            f"validate and map in {SIDE_BY_SIDE} partitions side by side, as prepare_partitions: auto runs it",
+        )
+    return prep, "validate and map in one process, as prepare_partitions: auto runs it"
 
 
 def prepare_side_by_side(paths: Any, d: Any, workdir: Path, kind: str, profiles: int) -> Stage:
@@ -690,16 +703,16 @@ def report_preparation(out: Callable[..., None], kind: str, stages: list[Stage],
     out()
     for line in floor_lines(stages, floored):
         out(line)
-    prep, floor_s = preparation(stages)[0], floored.seconds
+    (prep, how), floor_s = as_deployed(stages, stages[0].rows), floored.seconds
     met = prep / floor_s <= TARGET_FLOOR_RATIO
     out(
-        f"- target: preparation within {TARGET_FLOOR_RATIO:.0f}x the floor: {prep / floor_s:.2f}x -> "
+        f"- target: preparation within {TARGET_FLOOR_RATIO:.0f}x the floor ({how}): {prep / floor_s:.2f}x -> "
         f"{'MET' if met else 'MISSED'}"
     )
 
 
 def report(out, kind, n, scale, stages, uploads, floored, naive_0, naive_20, jobs, churned) -> None:
-    prep, floor_s = preparation(stages)[0], floored.seconds
+    (prep, how), floor_s = as_deployed(stages, n), floored.seconds
     by = {s.name: s for s in uploads}
     total = {
         ms: prep + by[f"upload and poll ({ms} ms)"].seconds + by[f"reconcile ({ms} ms)"].seconds
@@ -721,8 +734,8 @@ def report(out, kind, n, scale, stages, uploads, floored, naive_0, naive_20, job
     )
     out(f"- batch jobs: {jobs} (an Airflow run uses {jobs + 5} task instances)")
     out(
-        f"- whole export, warehouse to finished batches and outcomes: {total[0]:.1f} s (no added latency), "
-        f"{total[20]:.1f} s (20 ms a request)"
+        f"- whole export, warehouse to finished batches and outcomes ({how}): {total[0]:.1f} s (no added "
+        f"latency), {total[20]:.1f} s (20 ms a request)"
     )
     for line in floor_lines(stages, floored):
         out(line)
@@ -742,7 +755,7 @@ def report(out, kind, n, scale, stages, uploads, floored, naive_0, naive_20, job
             f"{total[0]:.1f} s",
         ),
         (
-            f"preparation within {TARGET_FLOOR_RATIO:.0f}x the floor",
+            f"preparation within {TARGET_FLOOR_RATIO:.0f}x the floor ({how})",
             prep / floor_s <= TARGET_FLOOR_RATIO,
             f"{prep / floor_s:.2f}x",
         ),
