@@ -79,7 +79,7 @@ def fake_email_detail(email: str) -> str:
     return f"{email} looks fake or invalid, please enter a real email address."
 
 
-def plausible_email_key(email: str, *, allow_placeholder_domains: bool = False) -> str | None:
+def plausible_email_key(email: str, allow_placeholder_domains: bool = False) -> str | None:
     """The lower-cased address when it passes the module's email rule set (trimmed input), else None.
 
     `allow_placeholder_domains` skips rule 3 (for test data at example.org, shop.test, ...)."""

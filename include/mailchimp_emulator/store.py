@@ -558,10 +558,15 @@ class Store:
         seq = self._index.add(list_no, hashes)
         self._added.extend(("add", list_no, h) for h in hashes)
         extra = self._extra
+        tags_json: dict[tuple[str, ...], str] = {}  # an import's members mostly share their tags
         rows = []
         for m in members:
             m.seq = seq
             seq += 1
+            tags = tuple(m.tags)
+            encoded = tags_json.get(tags)
+            if encoded is None:
+                encoded = tags_json[tags] = _tags_json(m.tags)
             rows.append(
                 (
                     m.seq,
@@ -570,7 +575,7 @@ class Store:
                     m.email,
                     m.status,
                     m.merge_json(),
-                    _tags_json(m.tags),
+                    encoded,
                     m.timestamp_opt,
                     m.last_changed,
                     extra(m),
