@@ -304,7 +304,7 @@ class Store:
         self._write_lock = write_lock
         self._index = index
         self._depth = 0
-        # index changes of the open transaction, undone on rollback: ("add", list_no, hash) after an
+        # index changes of the open transaction, undone on rollback: ("add", list_no, hashes) after an
         # insert, ("rename", list_no, old, new) after an address change, ("drop", list_no, hash, seq)
         self._added: list[tuple[Any, ...]] = []
 
@@ -312,7 +312,8 @@ class Store:
         while len(self._added) > mark:
             change = self._added.pop()
             if change[0] == "add":
-                self._index.discard(change[1], change[2])
+                for member_hash in change[2]:
+                    self._index.discard(change[1], member_hash)
             elif change[0] == "rename":
                 self._index.rename(change[1], change[3], change[2])
             else:
@@ -559,7 +560,7 @@ class Store:
         """Append new members (inside a transaction); their seq comes from the index."""
         hashes = [m.hash for m in members]
         seq = self._index.add(list_no, hashes)
-        self._added.extend(("add", list_no, h) for h in hashes)
+        self._added.append(("add", list_no, hashes))
         extra = self._extra
         tags_json: dict[tuple[str, ...], str] = {}  # an import's members mostly share their tags
         rows = []
