@@ -163,7 +163,6 @@ def _timestamp(raw: dict[str, Any], key: str) -> str | None:
 
 _STATUS_SET = frozenset(STATUSES)
 _COMMON_KEYS = frozenset({"email_address", "status", "status_if_new", "merge_fields", "tags"})
-_NOTHING_ELSE = MemberInput(None, None, None, None, None, None, None, None, None, None, None, None)
 
 
 def _bad_status(key: str) -> Rejected:
@@ -209,7 +208,11 @@ def parse_input(raw: Any, *, with_tags: bool, with_permissions: bool = True) -> 
             if tag:
                 names.append(tag)
         tags = names
-    rest = _NOTHING_ELSE if raw.keys() <= _COMMON_KEYS else _parse_rest(raw, with_permissions)
+    if raw.keys() <= _COMMON_KEYS:  # a batch import's members: nothing else to look at
+        return MemberInput(
+            email, status, status_if_new, merge_fields, tags, None, None, None, None, None, None, None
+        )
+    rest = _parse_rest(raw, with_permissions)
     return MemberInput(
         email,
         status,
@@ -314,7 +317,7 @@ def _parse_rest(raw: dict[str, Any], with_permissions: bool) -> MemberInput:
     )
 
 
-def check_email(email: str | None, *, allow_placeholder_domains: bool = False) -> str:
+def check_email(email: str | None, allow_placeholder_domains: bool = False) -> str:
     """The subscriber hash of a plausible address, or Rejected."""
     if not email:
         raise Rejected(
@@ -322,7 +325,7 @@ def check_email(email: str | None, *, allow_placeholder_domains: bool = False) -
             VALIDATION_DETAIL,
             [{"field": "email_address", "message": "This value should not be blank."}],
         )
-    key = plausible_email_key(email, allow_placeholder_domains=allow_placeholder_domains)
+    key = plausible_email_key(email, allow_placeholder_domains)
     if key is None:
         raise Rejected(
             "InvalidResource",
@@ -451,7 +454,7 @@ def merge_tags(current: list[str], names: list[str] | None, *, replace: bool) ->
     if not names:
         return [] if replace else current
     if replace:
-        return list(dict.fromkeys(names))
+        return list(names) if len(names) == 1 else list(dict.fromkeys(names))
     return list(dict.fromkeys([*current, *names]))
 
 
@@ -464,7 +467,7 @@ class MemberWriter:
         self.tag_ids = store.tag_ids(audience.list_no)  # shared with the renderer: tags are segments
 
     def _hash(self, email: str | None) -> str:
-        return check_email(email, allow_placeholder_domains=self.schema.allow_placeholder_domains)
+        return check_email(email, self.schema.allow_placeholder_domains)
 
     def save(
         self, inserts: list[Member], updates: list[tuple[Member, Member]], deletes: tuple[Member, ...] = ()
@@ -675,11 +678,12 @@ class MemberWriter:
         """POST /lists/{id}: returns (created, updated, errors); one SELECT and two executemany calls."""
         errors: list[dict[str, str]] = []
         wanted: dict[str, MemberInput] = {}
+        allow_placeholder_domains = self.schema.allow_placeholder_domains
         for raw in entries:
             email = raw.get("email_address") if raw.__class__ is dict else None
             try:
                 inp = parse_input(raw, with_tags=True, with_permissions=False)
-                member_hash = self._hash(inp.email)
+                member_hash = check_email(inp.email, allow_placeholder_domains)
             except Rejected as exc:
                 errors.append(exc.batch_entry(email if isinstance(email, str) else ""))
                 continue

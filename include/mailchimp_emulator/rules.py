@@ -79,7 +79,7 @@ def fake_email_detail(email: str) -> str:
     return f"{email} looks fake or invalid, please enter a real email address."
 
 
-def plausible_email_key(email: str, *, allow_placeholder_domains: bool = False) -> str | None:
+def plausible_email_key(email: str, allow_placeholder_domains: bool = False) -> str | None:
     """The lower-cased address when it passes the module's email rule set (trimmed input), else None.
 
     `allow_placeholder_domains` skips rule 3 (for test data at example.org, shop.test, ...)."""
@@ -336,6 +336,7 @@ class MergeSchema:
         self.fields = fields
         self._validators = {f.tag: _validator_for(f) for f in fields}
         self._text_tags = frozenset(f.tag for f in fields if f.type == "text")
+        self._number_tags = frozenset(f.tag for f in fields if f.type == "number")
         self._required = tuple(f.tag for f in fields if f.required)
         self._defaults = {f.tag: f.default_value for f in fields if f.default_value}
         self.blank = {f.tag: "" for f in fields}
@@ -350,10 +351,14 @@ class MergeSchema:
         """Validate and normalise submitted values; returns (values, [{field, message}, ...])."""
         out: dict[str, Any] = {}
         errors: list[dict[str, str]] = []
-        validators, short_text = self._validators, self._text_tags
+        validators, short_text, numbers = self._validators, self._text_tags, self._number_tags
         for tag, value in values.items():
-            if value.__class__ is str and tag in short_text and len(value) <= _TEXT_FAST_CHARS:
+            kind = value.__class__
+            if kind is str and tag in short_text and len(value) <= _TEXT_FAST_CHARS:
                 out[tag] = value.strip()  # the same string when there is nothing to strip
+                continue
+            if kind is float and tag in numbers and value - value == 0.0:  # finite: as _number
+                out[tag] = value
                 continue
             validate = validators.get(tag)
             if validate is None:

@@ -13,7 +13,9 @@ from mailchimp_provider.batches import (
     BatchStatus,
     CorruptArchive,
     batch_request_body,
+    marker_operation,
     new_marker,
+    operation_lines,
     parse_results_archive,
     split_markers,
 )
@@ -37,6 +39,24 @@ def test_request_body_keeps_lines_with_unicode_line_separators_whole() -> None:
     assert json.loads(batch_request_body(jsonl, marker)) == {
         "operations": [*ops, {"method": "GET", "path": "/ping", "operation_id": marker}]
     }
+
+
+@pytest.mark.parametrize(
+    "jsonl",
+    [
+        "",
+        "\n",
+        "\n\n",
+        '{"a":1}',
+        '{"a":1}\n',
+        '\n{"a":1}\n\n{"b":"\U0001f680"}\n\n',
+        '{"a":"\r"}\r\n{"b":2}',
+    ],
+)
+def test_request_body_is_the_non_empty_lines_joined(jsonl: str) -> None:
+    marker = new_marker()
+    lines = [*operation_lines(jsonl), marker_operation(marker)]
+    assert batch_request_body(jsonl, marker) == ('{"operations":[' + ",".join(lines) + "]}").encode()
 
 
 def test_markers_are_unique_and_split_from_the_results() -> None:
