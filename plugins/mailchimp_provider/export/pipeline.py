@@ -248,13 +248,13 @@ class _Answers:
 
 
 def _plan_parts(
-    paths: RunPaths, answers: _Answers, phase2: dict[str, list]
+    paths: RunPaths, answers: _Answers, phase2: dict[tuple[str, str], list]
 ) -> Iterator[tuple[pa.Table, pa.Array, np.ndarray]]:
     """Each plan part (without bodies) with its profiles' phase 1 answers (``answer``), their rows of
     phase 1, and which rows are new members answered created or updated with nothing in phase 2: with
     unchanged members, the common cases, settled column-wise."""
     columns = [c for c in PLAN_SCHEMA.names if c != "body"]
-    in_phase2 = pa.array(list(phase2), pa.string())
+    in_phase2 = pa.array(list({pid for pid, _ in phase2}), pa.string())
     for path in staging.sorted_files(paths.plan_dir, ".parquet"):
         table = staging.read_parquet(path, columns)
         rows = answers.rows(table["profile_id"])
@@ -316,8 +316,10 @@ def _phase1_outcomes(paths: RunPaths) -> pa.Table:
     return pa.concat_tables(tables).combine_chunks()
 
 
-def _phase2_results(paths: RunPaths) -> dict[str, list]:
-    results: dict[str, list] = {}
+def _phase2_results(paths: RunPaths) -> dict[tuple[str, str], list]:
+    """Each member's phase 2 results by (profile id, address): a profile found at two addresses is two
+    members, and each is settled by its own calls."""
+    results: dict[tuple[str, str], list] = {}
     files = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("tags-")]
     for job, index_path in enumerate(files):
         outcomes_path = paths.tag_job_outcomes(job)
@@ -326,8 +328,11 @@ def _phase2_results(paths: RunPaths) -> dict[str, list]:
             if outcomes_path.exists()
             else pa.table({"operation_id": [], "status_code": [], "response": []})
         )
-        for pid, action, tag, status, error in tag_outcomes(staging.read_parquet(index_path), results_table):
-            results.setdefault(pid, []).append((action, tag, status, error))
+        index = staging.read_parquet(index_path)
+        for email, (pid, action, tag, status, error) in zip(
+            index["email"].to_pylist(), tag_outcomes(index, results_table), strict=True
+        ):
+            results.setdefault((pid, email), []).append((action, tag, status, error))
     return results
 
 
