@@ -337,33 +337,56 @@ def _phase2_results(paths: RunPaths) -> dict[tuple[str, str], list]:
 
 
 def settle_in_staging(paths: RunPaths, read_back: ReadBack) -> tuple[pa.Table, pa.Table]:
-    """Every planned profile's outcome and state row, from the plan and both phases' results: first
-    those of every profile not unchanged, in plan order, then the unchanged ones'. Runs of rows that
-    settle column-wise are settled so; the rest row by row, sharing one read-back budget in plan order."""
+    """Every planned profile's outcome and state row (``settle_parts`` added up)."""
+    settled = [(OUTCOME_SCHEMA.empty_table(), STATE_SCHEMA.empty_table()), *settle_parts(paths, read_back)]
+    return pa.concat_tables([o for o, _ in settled]), pa.concat_tables([r for _, r in settled])
+
+
+def settle_parts(paths: RunPaths, read_back: ReadBack) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Every planned profile's outcome and state row, from the plan and both phases' results, a plan
+    part at a time (so a run's outcomes and state rows are never held whole): first those of every
+    profile not unchanged, in plan order, then the unchanged ones', each part read again. Runs of rows
+    that settle column-wise are settled so; the rest row by row, sharing one read-back budget in plan
+    order."""
     phase1 = _phase1_outcomes(paths)
     answers, tags, budget = _Answers(phase1), _phase2_results(paths), [MAX_READBACKS]
-    changed: list[tuple[pa.Table, pa.Table]] = []
-    unchanged: list[tuple[pa.Table, pa.Table]] = []
+    del phase1
     for table, rows, new in _plan_parts(paths, answers, tags):
-        same = pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False)
-        unchanged.append(_settle_simple(table.filter(same)))
-        others = pc.invert(same)
+        others = pc.invert(pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False))
         table, rows, new = (
             table.filter(others),
             rows.filter(others),
             new[others.to_numpy(zero_copy_only=False)],
         )
+        settled = [(OUTCOME_SCHEMA.empty_table(), STATE_SCHEMA.empty_table())]
         edges = [0, *(np.flatnonzero(new[1:] != new[:-1]) + 1).tolist(), len(new)] if len(new) else []
         for start, stop in itertools.pairwise(edges):
             run = table.slice(start, stop - start)
             if new[start]:
-                changed.append(_settle_simple(run))
+                settled.append(_settle_simple(run))
             else:
                 mine = answers.by_profile(rows.slice(start, stop - start))
                 plan_rows = run.drop_columns(["answer"]).to_pylist()
-                changed.append(settle_all(plan_rows, mine, tags, read_back, budget))
-    settled = [(OUTCOME_SCHEMA.empty_table(), STATE_SCHEMA.empty_table()), *changed, *unchanged]
-    return pa.concat_tables([o for o, _ in settled]), pa.concat_tables([r for _, r in settled])
+                settled.append(settle_all(plan_rows, mine, tags, read_back, budget))
+        yield pa.concat_tables([o for o, _ in settled]), pa.concat_tables([r for _, r in settled])
+    del answers, tags
+    for path in staging.sorted_files(paths.plan_dir, ".parquet"):
+        table = staging.read_parquet(path, _UNCHANGED_COLUMNS)
+        table = table.filter(pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False))
+        yield _settle_simple(table.append_column("answer", pa.nulls(table.num_rows, pa.string())))
+
+
+_UNCHANGED_COLUMNS = [
+    "profile_id",
+    "email",
+    "subscriber_hash",
+    "outcome",
+    "fingerprint",
+    "prev_tags",
+    "tags_add",
+    "segments",
+    "prev_created",
+]
 
 
 def touched_ids(paths: RunPaths) -> pa.Array:

@@ -26,11 +26,11 @@ from mailchimp_provider.export.extract import (
     identifier_quote,
 )
 from mailchimp_provider.export.mapping import Audience, MappingError, MergeField, plan_fields
-from mailchimp_provider.export.plan import IN_TRANSIT, UNCHANGED, check_removals
+from mailchimp_provider.export.plan import FAILED, IN_TRANSIT, UNCHANGED, check_removals
 from mailchimp_provider.export.prepare import PrepareResult
-from mailchimp_provider.export.reconcile import RunReport
+from mailchimp_provider.export.reconcile import OUTCOME_SCHEMA, OUTCOME_UNKNOWN, ReadBack, RunReport
 from mailchimp_provider.export.staging import RunPaths
-from mailchimp_provider.export.state import ExportState, StateError, StateStore
+from mailchimp_provider.export.state import STATE_SCHEMA, ExportState, StateError, StateStore
 from mailchimp_provider.hooks.errors import MailchimpApiError, MailchimpConfigError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
@@ -89,13 +89,14 @@ def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = Fa
     if definition.transform:
         transform.load_function(definition.transform)  # fail now on a missing module or function
     archived = list(hook.iter_member_hashes(list_id, "archived"))
-    state = state_store(definition).load()  # an unreadable state stops the run here, before any work
+    store = state_store(definition)
+    owned = store.owned()  # an unreadable state file stops the run here, before any work
     tag_ids = _tag_ids(hook, definition, create=not dry_run)
-    lost = _lost_members(hook, list_id, state)
+    lost = _lost_members(hook, list_id, store, owned)
     full_sync_reason = None
     if lost:
         full_sync_reason = (
-            f"{len(lost)} of {min(LOST_SAMPLE, state.owned)} sampled members the export owns are missing from "
+            f"{len(lost)} of {min(LOST_SAMPLE, owned)} sampled members the export owns are missing from "
             "the audience (deleted in Mailchimp, or Mailchimp lost them): every profile is sent again"
         )
         log.warning("Full sync: %s", full_sync_reason)
@@ -135,15 +136,16 @@ def _tag_ids(hook: MailchimpHook, definition: ExportDefinition, create: bool) ->
     return ids
 
 
-def _lost_members(hook: MailchimpHook, list_id: str, state: ExportState) -> list[str]:
-    """The hashes of a random sample of owned members that the audience no longer has (404). Archived
-    members are still there (and are never restored); members deleted for good or lost are not."""
-    if not state.owned:
+def _lost_members(hook: MailchimpHook, list_id: str, store: StateStore, owned: int) -> list[str]:
+    """The hashes of a random sample of the ``owned`` members that the audience no longer has (404).
+    Archived members are still there (and are never restored); members deleted for good or lost are not.
+    Only the sampled members' hashes are read from the state, not the state."""
+    if not owned:
         return []
-    rng = random.Random()
-    picks = rng.sample(range(state.owned), min(LOST_SAMPLE, state.owned))
-    hashes = state.members["subscriber_hash"].take(pa.array(picks, pa.int64())).to_pylist()
-    return [member_hash for member_hash in hashes if hook.get_member(list_id, member_hash) is None]
+    picks = random.Random().sample(range(owned), min(LOST_SAMPLE, owned))
+    return [
+        member_hash for member_hash in store.hashes_at(picks) if hook.get_member(list_id, member_hash) is None
+    ]
 
 
 def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
@@ -437,19 +439,16 @@ def reconcile_run(
     else:
         hook = MailchimpHook(definition.mailchimp.conn_id)
         list_id = definition.mailchimp.audience_id
-        outcomes, rows = pipeline.settle_in_staging(
-            paths, lambda member_hash: hook.get_member(list_id, member_hash)
-        )
-        report.add_outcomes(outcomes)
-        failed = outcomes.filter(
-            pc.is_in(outcomes["outcome"], value_set=pa.array(["failed", "outcome_unknown"]))
-        )
-        if failed.num_rows:
-            staging.write_parquet(paths.root / "mailchimp_rejects.parquet", failed)
+        _settle(paths, report, lambda member_hash: hook.get_member(list_id, member_hash))
         touched = pipeline.touched_ids(paths)
         segments = {s: prepared["segment_rows"].get(s, 0) for s in prepared["segments"]}
         generation, merged = state_store(definition).commit(
-            plan["generation"], touched, rows, segments, definition.segment_tags(), run_id
+            plan["generation"],
+            touched,
+            staging.read_parquet_groups(paths.settled_state),
+            segments,
+            definition.segment_tags(),
+            run_id,
         )
         report.state = {"generation": generation, "merged_with_concurrent_run": merged}
         if merged:
@@ -473,6 +472,24 @@ def reconcile_run(
         "rejected": report.rejected_total,
         "failed": report.failed_total,
     }
+
+
+def _settle(paths: RunPaths, report: RunReport, read_back: ReadBack) -> None:
+    """Settle every planned profile a plan part at a time: outcomes counted into ``report``, the failed
+    and unknown ones written to the run's rejects file (none: no file), the state rows staged for the
+    commit. Nothing of the whole run is held at once."""
+    unsettled = pa.array([FAILED, OUTCOME_UNKNOWN])
+    rejects = paths.root / "mailchimp_rejects.parquet"
+    with (
+        staging.parquet_stream(rejects, OUTCOME_SCHEMA) as failed,
+        staging.parquet_stream(paths.settled_state, STATE_SCHEMA) as settled,
+    ):
+        for outcomes, rows in pipeline.settle_parts(paths, read_back):
+            report.add_outcomes(outcomes)
+            failed.write(outcomes.filter(pc.is_in(outcomes["outcome"], value_set=unsettled)))
+            settled.write(rows)
+    if not failed.rows:
+        rejects.unlink()
 
 
 def _failure(definition: ExportDefinition, report: RunReport, sent: int) -> str | None:
