@@ -25,6 +25,7 @@ from mailchimp_provider.export.extract import (
 from mailchimp_provider.export.mapping import Audience, plan_fields
 from mailchimp_provider.export.member_fields import MemberFieldPlan
 from mailchimp_provider.export.plan import (
+    FAILED,
     PLAN_SCHEMA,
     UNCHANGED,
     UPSERT,
@@ -37,13 +38,17 @@ from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSe
 from mailchimp_provider.export.reconcile import (
     MAX_READBACKS,
     OUTCOME_SCHEMA,
+    OUTCOME_UNKNOWN,
     ReadBack,
+    RunReport,
     job_outcomes,
     settle_all,
     tag_outcomes,
 )
 from mailchimp_provider.export.staging import RunPaths
 from mailchimp_provider.export.state import STATE_SCHEMA, ExportState
+
+MAILCHIMP_REJECTS = "mailchimp_rejects.parquet"  # a run's profiles failed at Mailchimp or left unknown
 
 
 def read_parts(directory: Any) -> Iterator[pa.Table]:
@@ -228,12 +233,11 @@ class _Answers:
 
     def __init__(self, phase1: pa.Table) -> None:
         self.phase1 = phase1
-        self.backwards = pa.array(np.arange(phase1.num_rows - 1, -1, -1, dtype=np.int64))
-        self.lookup = Lookup(phase1["profile_id"].take(self.backwards))
+        self.lookup = Lookup(phase1["profile_id"], last=True)
 
     def rows(self, profile_ids: pa.ChunkedArray) -> pa.Array:
         """Each profile's row of ``phase1``; null where no job answered for it."""
-        return self.backwards.take(self.lookup.index_in(profile_ids.combine_chunks()))
+        return self.lookup.index_in(profile_ids.combine_chunks())
 
     def by_profile(self, rows: pa.Array) -> dict[str, tuple[str, str | None]]:
         """The answers at ``rows`` (nulls skipped) as settle_all takes them."""
@@ -258,7 +262,7 @@ def _plan_parts(
     for path in staging.sorted_files(paths.plan_dir, ".parquet"):
         table = staging.read_parquet(path, columns)
         rows = answers.rows(table["profile_id"])
-        table = table.append_column("answer", answers.phase1["outcome"].take(rows))
+        table = table.append_column("answer", answers.phase1["outcome"].take(rows).cast(pa.string()))
         new = pc.and_(
             pc.and_(pc.equal(table["action"], UPSERT), pc.invert(table["owned"])),
             pc.and_(
@@ -299,11 +303,15 @@ def _settle_simple(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
     return outcomes, rows
 
 
+_CODED = pa.dictionary(pa.int32(), pa.string())
+_PHASE1_SCHEMA = pa.schema([("profile_id", pa.string()), ("outcome", _CODED), ("error", _CODED)])
+
+
 def _phase1_outcomes(paths: RunPaths) -> pa.Table:
     """Every phase 1 job's per-profile outcomes (profile_id, outcome, error: what settling reads of
-    OUTCOME_SCHEMA), unknown where results are missing."""
-    columns = ["profile_id", "outcome", "error"]
-    tables = [OUTCOME_SCHEMA.empty_table().select(columns)]
+    OUTCOME_SCHEMA, the last two dictionary-encoded: a run's are held while it settles), unknown where
+    results are missing."""
+    tables = [_PHASE1_SCHEMA.empty_table()]
     jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("job-")]
     for job, index_path in enumerate(jobs):
         outcomes_path = paths.job_outcomes(job)
@@ -312,7 +320,17 @@ def _phase1_outcomes(paths: RunPaths) -> pa.Table:
             results = staging.read_parquet(outcomes_path)
         else:  # the upload left no results: every answer is unknown, to be read back
             results = pa.table({"operation_id": [], "status_code": [], "response": []})
-        tables.append(job_outcomes(index, results).select(columns))
+        outcomes = job_outcomes(index, results)
+        tables.append(
+            pa.table(
+                [
+                    outcomes["profile_id"],
+                    pc.dictionary_encode(outcomes["outcome"]),
+                    pc.dictionary_encode(outcomes["error"]),
+                ],
+                schema=_PHASE1_SCHEMA,
+            )
+        )
     return pa.concat_tables(tables).combine_chunks()
 
 
@@ -387,6 +405,24 @@ _UNCHANGED_COLUMNS = [
     "segments",
     "prev_created",
 ]
+
+
+def settle_to_staging(paths: RunPaths, report: RunReport, read_back: ReadBack) -> None:
+    """Settle every planned profile a plan part at a time: outcomes counted into ``report``, the failed
+    and unknown ones written to the run's rejects file (none: no file), the state rows staged for the
+    commit to stream (``paths.settled_state``). Nothing of the whole run is held at once."""
+    unsettled = pa.array([FAILED, OUTCOME_UNKNOWN])
+    rejects = paths.root / MAILCHIMP_REJECTS
+    with (
+        staging.parquet_stream(rejects, OUTCOME_SCHEMA) as failed,
+        staging.parquet_stream(paths.settled_state, STATE_SCHEMA) as settled,
+    ):
+        for outcomes, rows in settle_parts(paths, read_back):
+            report.add_outcomes(outcomes)
+            failed.write(outcomes.filter(pc.is_in(outcomes["outcome"], value_set=unsettled)))
+            settled.write(rows)
+    if not failed.rows:
+        rejects.unlink()
 
 
 def touched_ids(paths: RunPaths) -> pa.Array:

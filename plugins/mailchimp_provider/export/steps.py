@@ -26,11 +26,11 @@ from mailchimp_provider.export.extract import (
     identifier_quote,
 )
 from mailchimp_provider.export.mapping import Audience, MappingError, MergeField, plan_fields
-from mailchimp_provider.export.plan import FAILED, IN_TRANSIT, UNCHANGED, check_removals
+from mailchimp_provider.export.plan import IN_TRANSIT, UNCHANGED, check_removals
 from mailchimp_provider.export.prepare import PrepareResult
-from mailchimp_provider.export.reconcile import OUTCOME_SCHEMA, OUTCOME_UNKNOWN, ReadBack, RunReport
+from mailchimp_provider.export.reconcile import RunReport
 from mailchimp_provider.export.staging import RunPaths
-from mailchimp_provider.export.state import STATE_SCHEMA, ExportState, StateError, StateStore
+from mailchimp_provider.export.state import ExportState, StateError, StateStore
 from mailchimp_provider.hooks.errors import MailchimpApiError, MailchimpConfigError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
@@ -439,7 +439,7 @@ def reconcile_run(
     else:
         hook = MailchimpHook(definition.mailchimp.conn_id)
         list_id = definition.mailchimp.audience_id
-        _settle(paths, report, lambda member_hash: hook.get_member(list_id, member_hash))
+        pipeline.settle_to_staging(paths, report, lambda member_hash: hook.get_member(list_id, member_hash))
         touched = pipeline.touched_ids(paths)
         segments = {s: prepared["segment_rows"].get(s, 0) for s in prepared["segments"]}
         generation, merged = state_store(definition).commit(
@@ -472,24 +472,6 @@ def reconcile_run(
         "rejected": report.rejected_total,
         "failed": report.failed_total,
     }
-
-
-def _settle(paths: RunPaths, report: RunReport, read_back: ReadBack) -> None:
-    """Settle every planned profile a plan part at a time: outcomes counted into ``report``, the failed
-    and unknown ones written to the run's rejects file (none: no file), the state rows staged for the
-    commit. Nothing of the whole run is held at once."""
-    unsettled = pa.array([FAILED, OUTCOME_UNKNOWN])
-    rejects = paths.root / "mailchimp_rejects.parquet"
-    with (
-        staging.parquet_stream(rejects, OUTCOME_SCHEMA) as failed,
-        staging.parquet_stream(paths.settled_state, STATE_SCHEMA) as settled,
-    ):
-        for outcomes, rows in pipeline.settle_parts(paths, read_back):
-            report.add_outcomes(outcomes)
-            failed.write(outcomes.filter(pc.is_in(outcomes["outcome"], value_set=unsettled)))
-            settled.write(rows)
-    if not failed.rows:
-        rejects.unlink()
 
 
 def _failure(definition: ExportDefinition, report: RunReport, sent: int) -> str | None:
