@@ -101,7 +101,7 @@ def main() -> None:
         "arrow_bytes": counted.max_memory(),
         "python_bytes": tracemalloc.get_traced_memory()[1],
         "created": report.created,
-        "owned": StateStore(folder / "state").owned(),
+        "owned": StateStore(folder / "state").load().owned,
     }
     print(json.dumps(result), flush=True)
     os._exit(0)

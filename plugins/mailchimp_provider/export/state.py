@@ -17,7 +17,8 @@ import datetime as dt
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,27 +85,20 @@ class StateStore:
                 raise self._unreadable(members_path, exc) from None
         return state
 
-    def owned(self) -> int:
-        """The members the export owns, from the members file's footer (the file is not read)."""
+    def sample_hashes(self, count: int, rng: random.Random) -> tuple[int, list[str]]:
+        """How many members the export owns and the subscriber hashes of ``count`` of them picked at
+        random, from the members file's footer and the row groups holding the picks: the state is not
+        read whole. An unreadable state raises StateError, as ``load`` does."""
         _, members_path = self._head()
         if members_path is None:
-            return 0
+            return 0, []
         try:
-            return staging.parquet_row_count(members_path)
+            owned = staging.parquet_row_count(members_path)
+            picks = rng.sample(range(owned), min(count, owned))
+            hashes = staging.take_parquet_rows(members_path, picks, ["subscriber_hash"])["subscriber_hash"]
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same way forward
             raise self._unreadable(members_path, exc) from None
-
-    def hashes_at(self, rows: Sequence[int]) -> list[str]:
-        """The subscriber hashes of the owned members at these row numbers (in the members file's order),
-        reading that column of the row groups holding them only."""
-        _, members_path = self._head()
-        if members_path is None or not rows:
-            return []
-        try:
-            table = staging.take_parquet_rows(members_path, rows, ["subscriber_hash"])
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same way forward
-            raise self._unreadable(members_path, exc) from None
-        return table["subscriber_hash"].to_pylist()
+        return owned, hashes.to_pylist()
 
     def _head(self) -> tuple[ExportState, Any | None]:
         """The committed state without its members, and its members file (None before a first commit)."""

@@ -89,14 +89,14 @@ def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = Fa
     if definition.transform:
         transform.load_function(definition.transform)  # fail now on a missing module or function
     archived = list(hook.iter_member_hashes(list_id, "archived"))
-    store = state_store(definition)
-    owned = store.owned()  # an unreadable state file stops the run here, before any work
+    # an unreadable state stops the run here, before any work
+    _, sample = state_store(definition).sample_hashes(LOST_SAMPLE, random.Random())
     tag_ids = _tag_ids(hook, definition, create=not dry_run)
-    lost = _lost_members(hook, list_id, store, owned)
+    lost = _lost_members(hook, list_id, sample)
     full_sync_reason = None
     if lost:
         full_sync_reason = (
-            f"{len(lost)} of {min(LOST_SAMPLE, owned)} sampled members the export owns are missing from "
+            f"{len(lost)} of {len(sample)} sampled members the export owns are missing from "
             "the audience (deleted in Mailchimp, or Mailchimp lost them): every profile is sent again"
         )
         log.warning("Full sync: %s", full_sync_reason)
@@ -136,16 +136,10 @@ def _tag_ids(hook: MailchimpHook, definition: ExportDefinition, create: bool) ->
     return ids
 
 
-def _lost_members(hook: MailchimpHook, list_id: str, store: StateStore, owned: int) -> list[str]:
-    """The hashes of a random sample of the ``owned`` members that the audience no longer has (404).
-    Archived members are still there (and are never restored); members deleted for good or lost are not.
-    Only the sampled members' hashes are read from the state, not the state."""
-    if not owned:
-        return []
-    picks = random.Random().sample(range(owned), min(LOST_SAMPLE, owned))
-    return [
-        member_hash for member_hash in store.hashes_at(picks) if hook.get_member(list_id, member_hash) is None
-    ]
+def _lost_members(hook: MailchimpHook, list_id: str, sample: list[str]) -> list[str]:
+    """The hashes of the sampled owned members that the audience no longer has (404). Archived members
+    are still there (and are never restored); members deleted for good or lost are not."""
+    return [member_hash for member_hash in sample if hook.get_member(list_id, member_hash) is None]
 
 
 def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
