@@ -311,7 +311,7 @@ def _phase1_outcomes(paths: RunPaths) -> pa.Table:
     """Every phase 1 job's per-profile outcomes (profile_id, outcome, error: what settling reads of
     OUTCOME_SCHEMA, the last two dictionary-encoded: a run's are held while it settles), unknown where
     results are missing."""
-    tables = [_PHASE1_SCHEMA.empty_table()]
+    parts: list[list[pa.Array]] = [[] for _ in _PHASE1_SCHEMA]
     jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("job-")]
     for job, index_path in enumerate(jobs):
         outcomes_path = paths.job_outcomes(job)
@@ -321,17 +321,18 @@ def _phase1_outcomes(paths: RunPaths) -> pa.Table:
         else:  # the upload left no results: every answer is unknown, to be read back
             results = pa.table({"operation_id": [], "status_code": [], "response": []})
         outcomes = job_outcomes(index, results)
-        tables.append(
-            pa.table(
-                [
-                    outcomes["profile_id"],
-                    pc.dictionary_encode(outcomes["outcome"]),
-                    pc.dictionary_encode(outcomes["error"]),
-                ],
-                schema=_PHASE1_SCHEMA,
-            )
+        columns = (
+            outcomes["profile_id"],
+            pc.dictionary_encode(outcomes["outcome"]),
+            pc.dictionary_encode(outcomes["error"]),
         )
-    return pa.concat_tables(tables).combine_chunks()
+        for chunks, column in zip(parts, columns, strict=True):
+            chunks += column.chunks
+    whole = []
+    for column, chunks in zip(_PHASE1_SCHEMA, parts, strict=True):
+        whole.append(pa.chunked_array(chunks, column.type).combine_chunks())
+        chunks.clear()  # a column's parts go once it is whole: the run's answers are never held twice
+    return pa.Table.from_arrays(whole, schema=_PHASE1_SCHEMA)
 
 
 def _phase2_results(paths: RunPaths) -> dict[tuple[str, str], list]:
