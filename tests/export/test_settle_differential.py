@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import settle_reference
 import test_plan_differential as plans
@@ -145,6 +146,22 @@ def test_settling_column_wise_matches_settling_as_before(scenario, twin, job_siz
         assert settled(pipeline.settle_in_staging, paths) == settled(
             settle_reference.settle_in_staging, paths
         )
+        # streamed a part at a time, as the reconcile task does: the same rows, counts and rejects
+        patch.setattr(staging, "ROW_GROUP_ROWS", 3)
+        outcomes, rows = pipeline.settle_in_staging(paths, read_back)
+        report, whole = (reconcile.RunReport("e", "r", "a", False) for _ in range(2))
+        whole.add_outcomes(outcomes)
+        staging.write_parquet(paths.mailchimp_rejects, rows)  # an earlier attempt's, replaced or removed
+        pipeline.settle_to_staging(paths, report, read_back)
+        assert report == whole
+        assert staging.read_parquet(paths.settled_state).to_pylist() == rows.to_pylist()
+        failed = outcomes.filter(
+            pc.is_in(outcomes["outcome"], value_set=pa.array(["failed", "outcome_unknown"]))
+        )
+        if failed.num_rows:
+            assert staging.read_parquet(paths.mailchimp_rejects).to_pylist() == failed.to_pylist()
+        else:
+            assert not paths.mailchimp_rejects.exists()
 
 
 def settled(settle: Callable[..., tuple[pa.Table, pa.Table]], paths: RunPaths) -> list:

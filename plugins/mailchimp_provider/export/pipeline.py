@@ -48,8 +48,6 @@ from mailchimp_provider.export.reconcile import (
 from mailchimp_provider.export.staging import RunPaths
 from mailchimp_provider.export.state import STATE_SCHEMA, ExportState
 
-MAILCHIMP_REJECTS = "mailchimp_rejects.parquet"  # a run's profiles failed at Mailchimp or left unknown
-
 
 def read_parts(directory: Any) -> Iterator[pa.Table]:
     for path in staging.sorted_files(directory, ".parquet"):
@@ -413,7 +411,7 @@ def settle_to_staging(paths: RunPaths, report: RunReport, read_back: ReadBack) -
     and unknown ones written to the run's rejects file (none: no file), the state rows staged for the
     commit to stream (``paths.settled_state``). Nothing of the whole run is held at once."""
     unsettled = pa.array([FAILED, OUTCOME_UNKNOWN])
-    rejects = paths.root / MAILCHIMP_REJECTS
+    rejects = paths.mailchimp_rejects
     with (
         staging.parquet_stream(rejects, OUTCOME_SCHEMA) as failed,
         staging.parquet_stream(paths.settled_state, STATE_SCHEMA) as settled,

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 BASE_PATH_ENV = "MAILCHIMP_EXPORT_BASE_PATH"
 R = TypeVar("R")
+MAILCHIMP_REJECTS = "mailchimp_rejects.parquet"
 
 
 def base_path() -> Any:
@@ -374,6 +375,11 @@ class RunPaths:
     @property
     def report(self) -> Any:
         return self.root / "report.json"
+
+    @property
+    def mailchimp_rejects(self) -> Any:
+        """The profiles that failed at Mailchimp or whose outcome stayed unknown (none: no file)."""
+        return self.root / MAILCHIMP_REJECTS
 
     @property
     def report_summary(self) -> Any:
