@@ -366,6 +366,9 @@ def settle_parts(paths: RunPaths, read_back: ReadBack) -> Iterator[tuple[pa.Tabl
     that settle column-wise are settled so; the rest row by row, sharing one read-back budget in plan
     order."""
     phase1 = _phase1_outcomes(paths)
+    # what reading each job's answers took (some 100 MB a job of 50,000 members) goes back to the system:
+    # Arrow's allocator would keep it, and the answers' index is numpy's, which cannot use it
+    pa.default_memory_pool().release_unused()
     answers, tags, budget = _Answers(phase1), _phase2_results(paths), [MAX_READBACKS]
     del phase1
     for table, rows, new in _plan_parts(paths, answers, tags):
