@@ -412,7 +412,7 @@ _UNCHANGED_COLUMNS = [
 def settle_to_staging(paths: RunPaths, report: RunReport, read_back: ReadBack) -> None:
     """Settle every planned profile a plan part at a time: outcomes counted into ``report``, the failed
     and unknown ones written to the run's rejects file (none: no file), the state rows staged for the
-    commit to stream (``paths.settled_state``). Nothing of the whole run is held at once."""
+    commit to stream (``paths.settled_state``). Of the whole run, only the phase 1 answers are held."""
     unsettled = pa.array([FAILED, OUTCOME_UNKNOWN])
     rejects = paths.mailchimp_rejects
     with (
