@@ -195,7 +195,7 @@ class ParquetStream:
         table = pa.concat_tables(self._held)
         self._held, self._held_rows = [], 0
         try:
-            self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            self._writer.write_table(table, row_group_size=table.num_rows)
         except Exception as exc:
             raise _write_error(self._path, exc) from None
 
