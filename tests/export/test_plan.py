@@ -197,13 +197,13 @@ def test_a_failed_tag_removal_is_failed_and_kept_owned_for_the_next_run() -> Non
     outcomes, state = settle_all(
         planned.to_pylist(),
         {},
-        {"1": [("tag_remove", "b", "failed", "Internal Server Error")]},
+        {("1", "x@y.de"): [("tag_remove", "b", "failed", "Internal Server Error")]},
         lambda h: None,
     )
     assert outcomes["outcome"].to_pylist() == ["failed"]
     assert state.to_pylist()[0]["tags"] == ["a", "b"]  # b is still ours: the next run removes it
     outcomes, state = settle_all(
-        planned.to_pylist(), {}, {"1": [("tag_remove", "b", "ok", None)]}, lambda h: None
+        planned.to_pylist(), {}, {("1", "x@y.de"): [("tag_remove", "b", "ok", None)]}, lambda h: None
     )
     assert outcomes["outcome"].to_pylist() == ["updated"] and state.to_pylist()[0]["tags"] == ["a"]
 
@@ -280,7 +280,10 @@ def test_a_refused_permissions_patch_fails_the_profile_and_is_sent_again() -> No
     [(pid, action, tag, status, error)] = tag_outcomes(index, results)
     assert (status, error) == ("failed", "Invalid Resource: <email>: Invalid marketing permission ID: 'p1'")
     outcomes, state = settle_all(
-        planned.to_pylist(), {"1": ("updated", None)}, {"1": [(action, tag, status, error)]}, lambda h: None
+        planned.to_pylist(),
+        {"1": ("updated", None)},
+        {("1", "x@y.de"): [(action, tag, status, error)]},
+        lambda h: None,
     )
     assert outcomes["outcome"].to_pylist() == ["failed"] and outcomes["error"].to_pylist() == [error]
     assert state.to_pylist()[0]["fingerprint"] == DIRTY  # the permissions are sent again next run
@@ -293,6 +296,9 @@ def test_a_refused_permissions_patch_fails_the_profile_and_is_sent_again() -> No
             "marketing_permissions": [{"marketing_permission_id": "p1", "enabled": enabled}],
         }
         outcomes, state = settle_all(
-            planned.to_pylist(), {"1": ("updated", None)}, {"1": list(lost)}, lambda h, m=member_back: m
+            planned.to_pylist(),
+            {"1": ("updated", None)},
+            {("1", "x@y.de"): list(lost)},
+            lambda h, m=member_back: m,
         )
         assert outcomes["outcome"].to_pylist() == [outcome]

@@ -115,12 +115,18 @@ def test_column_wise_plan_matches_the_row_by_row_plan(scenario) -> None:
     st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "ab", "é", "P1"]), st.text(max_size=6))),
     st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "ab", "é", "P1"]), st.text(max_size=6))),
     st.booleans(),
+    st.booleans(),
 )
-def test_lookup_finds_what_index_in_finds(column, values, collide) -> None:
+def test_lookup_finds_what_index_in_finds(column, values, collide, last) -> None:
+    """The first row of each value, as Arrow's ``index_in`` finds it; with ``last``, the last row."""
+    expected = [
+        (max if last else min)((i for i, c in enumerate(column) if c == v), default=None) for v in values
+    ]
     column, values = pa.array(column, pa.string()), pa.array(values, pa.string())
-    expected = pc.index_in(values, value_set=column).to_pylist()
+    if not last:
+        assert pc.index_in(values, value_set=column).to_pylist() == expected
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(plan_module, "_KEY_BATCH", 3)  # several batches, sliced arrays
         if collide:  # every key equal: matches settle on the strings or in Arrow
             patch.setattr(plan_module, "_string_keys", lambda strings: np.zeros(len(strings), np.uint64))
-        assert plan_module.Lookup(column).index_in(values).to_pylist() == expected
+        assert plan_module.Lookup(column, last).index_in(values).to_pylist() == expected

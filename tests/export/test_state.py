@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from mailchimp_provider.export import staging
 from mailchimp_provider.export.state import DIRTY, STATE_SCHEMA, StateError, StateStore
 
 
@@ -153,3 +155,51 @@ def test_two_runs_committing_at_once_in_two_processes_lose_nothing(tmp_path: Pat
     assert state.segments == {"p": 1, "q": 1}
     meta = json.loads((tmp_path / "state.json").read_text())
     assert meta["merged_with_concurrent_run"] is True  # the second commit saw the first
+
+
+def test_a_commit_streams_tables_in_row_groups_and_keeps_the_order(tmp_path: Path, monkeypatch) -> None:
+    """The new members file is written a few rows at a time: the kept members first, in their order,
+    then this run's rows, in theirs; a concurrent commit's rows are merged across row groups."""
+    monkeypatch.setattr(staging, "ROW_GROUP_ROWS", 2)
+    store = StateStore(tmp_path)
+    first = [(name, ["x"], i + 1) for i, name in enumerate("abcdefg")]
+    assert store.commit(0, ids(*"abcdefg"), (rows(m) for m in first), {}, {}, "r1") == (1, False)
+    assert pq.ParquetFile(tmp_path / "members-00000001.parquet").num_row_groups == 4
+    assert [r["profile_id"] for r in store.load().members.to_pylist()] == list("abcdefg")
+    store.commit(1, ids("b", "f"), iter([rows(("f", ["y"], 60)), rows(("h", ["y"], 80))]), {}, {}, "r2")
+    assert [(r["profile_id"], r["fingerprint"]) for r in store.load().members.to_pylist()] == [
+        ("a", 1),
+        ("c", 3),
+        ("d", 4),
+        ("e", 5),
+        ("g", 7),
+        ("f", 60),
+        ("h", 80),
+    ]
+    # planned from generation 1 as well: merged with r2's commit
+    assert store.commit(1, ids("a", "f"), iter([rows(("a", ["z"], 10))]), {}, {}, "r3") == (3, True)
+    state = by_id(store)
+    assert sorted(state) == list("acdefgh")
+    assert (state["a"]["fingerprint"], state["f"]["fingerprint"], state["c"]["fingerprint"]) == (
+        DIRTY,
+        DIRTY,
+        3,
+    )
+    assert state["f"]["tags"] == ["y"] and state["a"]["tags"] == ["x", "z"]
+
+
+def test_a_sample_of_owned_hashes_reads_the_row_groups_holding_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(staging, "ROW_GROUP_ROWS", 3)
+    store = StateStore(tmp_path)
+    assert store.sample_hashes(20, random.Random(1)) == (0, [])  # a first run owns nobody
+    names = [f"p{i}" for i in range(10)]
+    store.commit(0, ids(*names), (rows((n, ["x"], 1)) for n in names), {}, {}, "r1")
+    owned, sample = store.sample_hashes(4, random.Random(7))
+    expected = random.Random(7).sample(range(10), 4)
+    assert (owned, sample) == (10, [f"h-p{i}" for i in expected])
+    assert store.sample_hashes(20, random.Random(7))[1] == [
+        f"h-p{i}" for i in random.Random(7).sample(range(10), 10)
+    ]
+    (tmp_path / "members-00000001.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(StateError):
+        store.sample_hashes(4, random.Random(7))

@@ -25,6 +25,7 @@ from mailchimp_provider.export.extract import (
 from mailchimp_provider.export.mapping import Audience, plan_fields
 from mailchimp_provider.export.member_fields import MemberFieldPlan
 from mailchimp_provider.export.plan import (
+    FAILED,
     PLAN_SCHEMA,
     UNCHANGED,
     UPSERT,
@@ -37,7 +38,9 @@ from mailchimp_provider.export.prepare import Preparer, PrepareResult, PrepareSe
 from mailchimp_provider.export.reconcile import (
     MAX_READBACKS,
     OUTCOME_SCHEMA,
+    OUTCOME_UNKNOWN,
     ReadBack,
+    RunReport,
     job_outcomes,
     settle_all,
     tag_outcomes,
@@ -228,12 +231,11 @@ class _Answers:
 
     def __init__(self, phase1: pa.Table) -> None:
         self.phase1 = phase1
-        self.backwards = pa.array(np.arange(phase1.num_rows - 1, -1, -1, dtype=np.int64))
-        self.lookup = Lookup(phase1["profile_id"].take(self.backwards))
+        self.lookup = Lookup(phase1["profile_id"], last=True)
 
     def rows(self, profile_ids: pa.ChunkedArray) -> pa.Array:
         """Each profile's row of ``phase1``; null where no job answered for it."""
-        return self.backwards.take(self.lookup.index_in(profile_ids.combine_chunks()))
+        return self.lookup.index_in(profile_ids.combine_chunks())
 
     def by_profile(self, rows: pa.Array) -> dict[str, tuple[str, str | None]]:
         """The answers at ``rows`` (nulls skipped) as settle_all takes them."""
@@ -248,17 +250,17 @@ class _Answers:
 
 
 def _plan_parts(
-    paths: RunPaths, answers: _Answers, phase2: dict[str, list]
+    paths: RunPaths, answers: _Answers, phase2: dict[tuple[str, str], list]
 ) -> Iterator[tuple[pa.Table, pa.Array, np.ndarray]]:
     """Each plan part (without bodies) with its profiles' phase 1 answers (``answer``), their rows of
     phase 1, and which rows are new members answered created or updated with nothing in phase 2: with
     unchanged members, the common cases, settled column-wise."""
     columns = [c for c in PLAN_SCHEMA.names if c != "body"]
-    in_phase2 = pa.array(list(phase2), pa.string())
+    in_phase2 = pa.array(list({pid for pid, _ in phase2}), pa.string())
     for path in staging.sorted_files(paths.plan_dir, ".parquet"):
         table = staging.read_parquet(path, columns)
         rows = answers.rows(table["profile_id"])
-        table = table.append_column("answer", answers.phase1["outcome"].take(rows))
+        table = table.append_column("answer", answers.phase1["outcome"].take(rows).cast(pa.string()))
         new = pc.and_(
             pc.and_(pc.equal(table["action"], UPSERT), pc.invert(table["owned"])),
             pc.and_(
@@ -299,11 +301,15 @@ def _settle_simple(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
     return outcomes, rows
 
 
+_CODED = pa.dictionary(pa.int32(), pa.string())
+_PHASE1_SCHEMA = pa.schema([("profile_id", pa.string()), ("outcome", _CODED), ("error", _CODED)])
+
+
 def _phase1_outcomes(paths: RunPaths) -> pa.Table:
     """Every phase 1 job's per-profile outcomes (profile_id, outcome, error: what settling reads of
-    OUTCOME_SCHEMA), unknown where results are missing."""
-    columns = ["profile_id", "outcome", "error"]
-    tables = [OUTCOME_SCHEMA.empty_table().select(columns)]
+    OUTCOME_SCHEMA, the last two dictionary-encoded: a run's are held while it settles), unknown where
+    results are missing."""
+    parts: list[list[pa.Array]] = [[] for _ in _PHASE1_SCHEMA]
     jobs = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("job-")]
     for job, index_path in enumerate(jobs):
         outcomes_path = paths.job_outcomes(job)
@@ -312,12 +318,25 @@ def _phase1_outcomes(paths: RunPaths) -> pa.Table:
             results = staging.read_parquet(outcomes_path)
         else:  # the upload left no results: every answer is unknown, to be read back
             results = pa.table({"operation_id": [], "status_code": [], "response": []})
-        tables.append(job_outcomes(index, results).select(columns))
-    return pa.concat_tables(tables).combine_chunks()
+        outcomes = job_outcomes(index, results)
+        columns = (
+            outcomes["profile_id"],
+            pc.dictionary_encode(outcomes["outcome"]),
+            pc.dictionary_encode(outcomes["error"]),
+        )
+        for chunks, column in zip(parts, columns, strict=True):
+            chunks += column.chunks
+    whole = []
+    for column, chunks in zip(_PHASE1_SCHEMA, parts, strict=True):
+        whole.append(pa.chunked_array(chunks, column.type).combine_chunks())
+        chunks.clear()  # a column's parts go once it is whole: the run's answers are never held twice
+    return pa.Table.from_arrays(whole, schema=_PHASE1_SCHEMA)
 
 
-def _phase2_results(paths: RunPaths) -> dict[str, list]:
-    results: dict[str, list] = {}
+def _phase2_results(paths: RunPaths) -> dict[tuple[str, str], list]:
+    """Each member's phase 2 results by (profile id, address): a profile found at two addresses is two
+    members, and each is settled by its own calls."""
+    results: dict[tuple[str, str], list] = {}
     files = [p for p in staging.sorted_files(paths.jobs_dir, ".index.parquet") if p.name.startswith("tags-")]
     for job, index_path in enumerate(files):
         outcomes_path = paths.tag_job_outcomes(job)
@@ -326,39 +345,86 @@ def _phase2_results(paths: RunPaths) -> dict[str, list]:
             if outcomes_path.exists()
             else pa.table({"operation_id": [], "status_code": [], "response": []})
         )
-        for pid, action, tag, status, error in tag_outcomes(staging.read_parquet(index_path), results_table):
-            results.setdefault(pid, []).append((action, tag, status, error))
+        index = staging.read_parquet(index_path)
+        for email, (pid, action, tag, status, error) in zip(
+            index["email"].to_pylist(), tag_outcomes(index, results_table), strict=True
+        ):
+            results.setdefault((pid, email), []).append((action, tag, status, error))
     return results
 
 
 def settle_in_staging(paths: RunPaths, read_back: ReadBack) -> tuple[pa.Table, pa.Table]:
-    """Every planned profile's outcome and state row, from the plan and both phases' results: first
-    those of every profile not unchanged, in plan order, then the unchanged ones'. Runs of rows that
-    settle column-wise are settled so; the rest row by row, sharing one read-back budget in plan order."""
+    """Every planned profile's outcome and state row (``settle_parts`` added up)."""
+    settled = [(OUTCOME_SCHEMA.empty_table(), STATE_SCHEMA.empty_table()), *settle_parts(paths, read_back)]
+    return pa.concat_tables([o for o, _ in settled]), pa.concat_tables([r for _, r in settled])
+
+
+def settle_parts(paths: RunPaths, read_back: ReadBack) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Every planned profile's outcome and state row, from the plan and both phases' results, a plan
+    part at a time (so a run's outcomes and state rows are never held whole): first those of every
+    profile not unchanged, in plan order, then the unchanged ones', each part read again. Runs of rows
+    that settle column-wise are settled so; the rest row by row, sharing one read-back budget in plan
+    order."""
     phase1 = _phase1_outcomes(paths)
+    # what reading each job's answers took (some 100 MB a job of 50,000 members) goes back to the system:
+    # Arrow's allocator would keep it, and the answers' index is numpy's, which cannot use it
+    pa.default_memory_pool().release_unused()
     answers, tags, budget = _Answers(phase1), _phase2_results(paths), [MAX_READBACKS]
-    changed: list[tuple[pa.Table, pa.Table]] = []
-    unchanged: list[tuple[pa.Table, pa.Table]] = []
+    del phase1
     for table, rows, new in _plan_parts(paths, answers, tags):
-        same = pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False)
-        unchanged.append(_settle_simple(table.filter(same)))
-        others = pc.invert(same)
+        others = pc.invert(pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False))
         table, rows, new = (
             table.filter(others),
             rows.filter(others),
             new[others.to_numpy(zero_copy_only=False)],
         )
+        settled = [(OUTCOME_SCHEMA.empty_table(), STATE_SCHEMA.empty_table())]
         edges = [0, *(np.flatnonzero(new[1:] != new[:-1]) + 1).tolist(), len(new)] if len(new) else []
         for start, stop in itertools.pairwise(edges):
             run = table.slice(start, stop - start)
             if new[start]:
-                changed.append(_settle_simple(run))
+                settled.append(_settle_simple(run))
             else:
                 mine = answers.by_profile(rows.slice(start, stop - start))
                 plan_rows = run.drop_columns(["answer"]).to_pylist()
-                changed.append(settle_all(plan_rows, mine, tags, read_back, budget))
-    settled = [(OUTCOME_SCHEMA.empty_table(), STATE_SCHEMA.empty_table()), *changed, *unchanged]
-    return pa.concat_tables([o for o, _ in settled]), pa.concat_tables([r for _, r in settled])
+                settled.append(settle_all(plan_rows, mine, tags, read_back, budget))
+        yield pa.concat_tables([o for o, _ in settled]), pa.concat_tables([r for _, r in settled])
+    del answers, tags
+    for path in staging.sorted_files(paths.plan_dir, ".parquet"):
+        table = staging.read_parquet(path, _UNCHANGED_COLUMNS)
+        table = table.filter(pc.fill_null(pc.equal(table["outcome"], UNCHANGED), False))
+        yield _settle_simple(table.append_column("answer", pa.nulls(table.num_rows, pa.string())))
+
+
+_UNCHANGED_COLUMNS = [
+    "profile_id",
+    "email",
+    "subscriber_hash",
+    "outcome",
+    "fingerprint",
+    "prev_tags",
+    "tags_add",
+    "segments",
+    "prev_created",
+]
+
+
+def settle_to_staging(paths: RunPaths, report: RunReport, read_back: ReadBack) -> None:
+    """Settle every planned profile a plan part at a time: outcomes counted into ``report``, the failed
+    and unknown ones written to the run's rejects file (none: no file), the state rows staged for the
+    commit to stream (``paths.settled_state``). Of the whole run, only the phase 1 answers are held."""
+    unsettled = pa.array([FAILED, OUTCOME_UNKNOWN])
+    rejects = paths.mailchimp_rejects
+    with (
+        staging.parquet_stream(rejects, OUTCOME_SCHEMA) as failed,
+        staging.parquet_stream(paths.settled_state, STATE_SCHEMA) as settled,
+    ):
+        for outcomes, rows in settle_parts(paths, read_back):
+            report.add_outcomes(outcomes)
+            failed.write(outcomes.filter(pc.is_in(outcomes["outcome"], value_set=unsettled)))
+            settled.write(rows)
+    if not failed.rows:
+        rejects.unlink()
 
 
 def touched_ids(paths: RunPaths) -> pa.Array:

@@ -596,18 +596,19 @@ def _dirty(row: dict, tags: Iterable[str]) -> dict:
 def settle_all(
     plan_rows: Iterable[dict],
     phase1: dict[str, tuple[str, str | None]],
-    tags: dict[str, list[tuple[str, str, str, str | None]]],
+    tags: dict[tuple[str, str], list[tuple[str, str, str, str | None]]],
     read_back: ReadBack,
     budget: list[int] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Outcomes (OUTCOME_SCHEMA) and state rows (STATE_SCHEMA) for every planned profile. ``budget``:
-    members still to be read back, spent here (default: a run's, MAX_READBACKS)."""
+    """Outcomes (OUTCOME_SCHEMA) and state rows (STATE_SCHEMA) for every planned profile. ``tags``: phase 2
+    results by (profile id, address). ``budget``: members still to be read back, spent here (default: a
+    run's, MAX_READBACKS)."""
     budget = [MAX_READBACKS] if budget is None else budget
     outcomes: dict[str, list] = {name: [] for name in OUTCOME_SCHEMA.names}
     rows: list[dict] = []
     for plan_row in plan_rows:
         pid = plan_row["profile_id"]
-        result = ProfileResult(phase1.get(pid), tags.get(pid, []))
+        result = ProfileResult(phase1.get(pid), tags.get((pid, plan_row["email"]), []))
         if result.phase1 is None and plan_row["action"] in (UPSERT, EMAIL_CHANGE, ARCHIVE):
             result.phase1 = (UNKNOWN, MISSING)  # no job answered for it: treat it like a lost answer
         result = resolve_unknown(plan_row, result, read_back, budget)

@@ -16,15 +16,18 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 BASE_PATH_ENV = "MAILCHIMP_EXPORT_BASE_PATH"
+R = TypeVar("R")
+MAILCHIMP_REJECTS = "mailchimp_rejects.parquet"
 
 
 def base_path() -> Any:
@@ -80,7 +83,26 @@ def _reason(exc: BaseException) -> str:
 
 
 def _replace_atomically(path: Any, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file so readers see the old version or the new one, never a torn mix.
+    """Write a file so readers see the old version or the new one, never a torn mix (see ``_replacing``)."""
+    try:
+        with _replacing(path) as handle:
+            write(handle)
+    except Exception as exc:
+        raise _write_error(path, exc) from None
+
+
+def _write_error(path: Any, exc: BaseException) -> StagingFileError:
+    return StagingFileError(
+        f"could not write {path}: {_reason(exc)}. The previous version of the file, if any, is "
+        "unchanged. Free some space or fix the staging path (MAILCHIMP_EXPORT_BASE_PATH), then retry.",
+        path,
+    )
+
+
+@contextlib.contextmanager
+def _replacing(path: Any) -> Iterator[BinaryIO]:
+    """A handle whose content replaces ``path`` when the block ends without an error (else nothing
+    changes).
 
     Local files (``Path`` or ``file://``): a private temporary file in the same folder, flushed and
     fsynced, then ``os.replace`` (atomic within a filesystem) and an fsync of the folder, so the rename
@@ -89,24 +111,20 @@ def _replace_atomically(path: Any, write: Callable[[BinaryIO], None]) -> None:
     temporary key and moved into place (a server-side copy, itself all-or-nothing) only once complete.
     """
     make_dir(path.parent)
-    try:
-        if (local := local_path(path)) is not None:
-            _replace_local(local, write)
-        else:
-            _replace_remote(path, write)
-    except Exception as exc:
-        raise StagingFileError(
-            f"could not write {path}: {_reason(exc)}. The previous version of the file, if any, is "
-            "unchanged. Free some space or fix the staging path (MAILCHIMP_EXPORT_BASE_PATH), then retry.",
-            path,
-        ) from None
+    if (local := local_path(path)) is not None:
+        with _replacing_local(local) as handle:
+            yield handle
+    else:
+        with _replacing_remote(path) as handle:
+            yield handle
 
 
-def _replace_local(path: Path, write: Callable[[BinaryIO], None]) -> None:
+@contextlib.contextmanager
+def _replacing_local(path: Path) -> Iterator[BinaryIO]:
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600
     try:
         with os.fdopen(fd, "wb") as handle:
-            write(handle)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -121,11 +139,12 @@ def _replace_local(path: Path, write: Callable[[BinaryIO], None]) -> None:
         os.close(folder)
 
 
-def _replace_remote(path: Any, write: Callable[[BinaryIO], None]) -> None:
+@contextlib.contextmanager
+def _replacing_remote(path: Any) -> Iterator[BinaryIO]:
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         with temporary.open("wb") as handle:
-            write(handle)
+            yield handle
         path.fs.mv(temporary.path, path.path)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -133,31 +152,140 @@ def _replace_remote(path: Any, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": False,
+    "write_statistics": False,
+    "write_page_checksum": True,
+}
+
+
 def write_parquet(path: Any, table: pa.Table) -> None:
     """Staged files are written once and read whole: zstd alone compresses their repeated values, so
     no dictionary pages or statistics are built (half the write time, files no larger). Every page
     carries a CRC, so a file damaged inside fails to read instead of yielding wrong values."""
-    _replace_atomically(
-        path,
-        lambda handle: pq.write_table(
-            table,
-            handle,
-            compression="zstd",
-            use_dictionary=False,
-            write_statistics=False,
-            write_page_checksum=True,
-        ),
-    )
+    _replace_atomically(path, lambda handle: pq.write_table(table, handle, **_PARQUET_OPTIONS))
+
+
+ROW_GROUP_ROWS = 100_000  # rows a streamed file holds back before writing them as one row group
+
+
+class ParquetStream:
+    """One Parquet file written table by table, as ``write_parquet`` writes one table: for files too
+    large to hold whole (a run's new state at 10,000,000 members). Small tables are held back until
+    ROW_GROUP_ROWS rows make a row group, so memory stays at about one row group. Counts its rows."""
+
+    def __init__(self, writer: pq.ParquetWriter, path: Any) -> None:
+        self._writer, self._path = writer, path
+        self._held: list[pa.Table] = []
+        self._held_rows = 0
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._held.append(table)
+        self._held_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._held_rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._held_rows:
+            self._held = []
+            return
+        table = pa.concat_tables(self._held)
+        self._held, self._held_rows = [], 0
+        try:
+            self._writer.write_table(table, row_group_size=table.num_rows)
+        except Exception as exc:
+            raise _write_error(self._path, exc) from None
+
+
+@contextlib.contextmanager
+def parquet_stream(path: Any, schema: pa.Schema) -> Iterator[ParquetStream]:
+    """A ParquetStream that replaces ``path`` atomically when the block ends without an error, else
+    leaves it as it was. The storage's errors become StagingFileError; the block's own are raised as
+    they are. The file has ``schema`` even with no rows."""
+    in_block = False
+    try:
+        with _replacing(path) as handle:
+            writer = pq.ParquetWriter(handle, schema, **_PARQUET_OPTIONS)
+            try:
+                stream = ParquetStream(writer, path)
+                in_block = True
+                yield stream
+                in_block = False
+                stream.flush()
+            finally:
+                writer.close()
+    except Exception as exc:
+        if in_block or isinstance(exc, StagingFileError):
+            raise
+        raise _write_error(path, exc) from None
 
 
 def read_parquet(path: Any, columns: list[str] | None = None, *, hint: str = UNREADABLE_HINT) -> pa.Table:
     """Read a staged Parquet file; a damaged one raises ``StagingFileError`` naming it, with ``hint`` as
     the way forward. Errors of the file system itself (missing file, no permission) stay as they are."""
-    try:
+
+    def read() -> pa.Table:
         if (local := local_path(path)) is not None:
             return pq.read_table(local, columns=columns, page_checksum_verification=True)
         with path.open("rb") as handle:
             return pq.read_table(handle, columns=columns, page_checksum_verification=True)
+
+    return _damage_named(path, hint, read)
+
+
+def parquet_row_count(path: Any, *, hint: str = UNREADABLE_HINT) -> int:
+    """The rows of a staged Parquet file, from its footer alone."""
+    with _parquet_file(path, hint) as file:
+        return int(file.metadata.num_rows)
+
+
+def read_parquet_groups(
+    path: Any, columns: list[str] | None = None, *, hint: str = UNREADABLE_HINT
+) -> Iterator[pa.Table]:
+    """A staged Parquet file row group by row group: files too large to read whole. Damage is reported
+    as ``read_parquet`` does."""
+    with _parquet_file(path, hint) as file:
+        for i in range(file.metadata.num_row_groups):
+            yield _damage_named(path, hint, lambda i=i: file.read_row_group(i, columns=columns))
+
+
+def take_parquet_rows(
+    path: Any, rows: Sequence[int], columns: list[str] | None = None, *, hint: str = UNREADABLE_HINT
+) -> pa.Table:
+    """The rows of a staged Parquet file at these row numbers, in this order, reading only the row
+    groups that hold them."""
+    with _parquet_file(path, hint) as file:
+        if not rows:
+            return file.schema_arrow.empty_table().select(columns or file.schema_arrow.names)
+        sizes = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
+        starts = np.cumsum([0, *sizes])
+        wanted = np.asarray(rows, np.int64)
+        groups = np.searchsorted(starts, wanted, side="right") - 1
+        table = pa.concat_tables(
+            _damage_named(path, hint, lambda g=g: file.read_row_group(g, columns=columns)).take(
+                pa.array(wanted[groups == g] - starts[g])
+            )
+            for g in np.unique(groups).tolist()
+        )
+        # taken row group by row group: back to the order asked
+        return table.take(pa.array(np.argsort(np.argsort(groups, kind="stable"), kind="stable")))
+
+
+@contextlib.contextmanager
+def _parquet_file(path: Any, hint: str) -> Iterator[pq.ParquetFile]:
+    if (local := local_path(path)) is not None:
+        yield _damage_named(path, hint, lambda: pq.ParquetFile(local, page_checksum_verification=True))
+        return
+    with path.open("rb") as handle:
+        yield _damage_named(path, hint, lambda: pq.ParquetFile(handle, page_checksum_verification=True))
+
+
+def _damage_named(path: Any, hint: str, read: Callable[[], R]) -> R:
+    try:
+        return read()
     except (pa.ArrowInvalid, OSError) as exc:
         # Arrow reports a damaged file as ArrowInvalid or a bare OSError; a missing or forbidden file, or an
         # error of the storage itself, as a subclass or with an errno: those stay as they are
@@ -254,6 +382,11 @@ class RunPaths:
         return self.root / "report.json"
 
     @property
+    def mailchimp_rejects(self) -> Any:
+        """The profiles that failed at Mailchimp or whose outcome stayed unknown (none: no file)."""
+        return self.root / MAILCHIMP_REJECTS
+
+    @property
     def report_summary(self) -> Any:
         return self.root / "report.txt"
 
@@ -282,6 +415,15 @@ class RunPaths:
     def plan_dir(self) -> Any:
         return self.root / "plan"
 
+    @property
+    def settled_dir(self) -> Any:
+        """The state rows reconcile settled, staged for the commit to stream into the new state."""
+        return self.root / "settled"
+
+    @property
+    def settled_state(self) -> Any:
+        return self.settled_dir / "state.parquet"
+
     def tag_job_operations(self, job: int) -> Any:
         return self.jobs_dir / f"tags-{job:05d}.jsonl"
 
@@ -297,6 +439,7 @@ class RunPaths:
             self.extract_dir,
             self.members_dir,
             self.plan_dir,
+            self.settled_dir,
             self.jobs_dir,
             self.outcomes_dir,
         ):

@@ -17,7 +17,8 @@ import datetime as dt
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import random
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,26 +75,64 @@ class StateStore:
 
     def load(self) -> ExportState:
         """The committed state; an empty one when the export never committed (a first run)."""
-        path = self.state_file
-        if not path.exists():
-            return ExportState()
+        state, members_path = self._head()
+        if members_path is not None:
+            try:
+                state.members = (
+                    staging.read_parquet(members_path).select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
+                )
+            except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same way forward
+                raise self._unreadable(members_path, exc) from None
+        return state
+
+    def sample_hashes(self, count: int, rng: random.Random) -> tuple[int, list[str]]:
+        """How many members the export owns and the subscriber hashes of ``count`` of them picked at
+        random, from the members file's footer and the row groups holding the picks: the state is not
+        read whole. An unreadable state raises StateError, as ``load`` does."""
+        _, members_path = self._head()
+        if members_path is None:
+            return 0, []
         try:
-            meta = json.loads(staging.read_text(path))
-            generation = int(meta["generation"])
-            members_path = self.directory / meta["members_file"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise self._unreadable(path, exc) from None
-        try:
-            members = staging.read_parquet(members_path).select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
+            owned = staging.parquet_row_count(members_path)
+            picks = rng.sample(range(owned), min(count, owned))
+            hashes = staging.take_parquet_rows(members_path, picks, ["subscriber_hash"])["subscriber_hash"]
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same way forward
             raise self._unreadable(members_path, exc) from None
-        return ExportState(
-            generation=generation,
-            members=members,
-            segments={str(k): int(v) for k, v in (meta.get("segments") or {}).items()},
-            segment_tags={str(k): str(v) for k, v in (meta.get("segment_tags") or {}).items()},
-            run_id=meta.get("run_id"),
-        )
+        return owned, hashes.to_pylist()
+
+    def _head(self) -> tuple[ExportState, Any | None]:
+        """The committed state without its members, and its members file (None before a first commit)."""
+        path = self.state_file
+        if not path.exists():
+            return ExportState(), None
+        try:
+            meta = json.loads(staging.read_text(path))
+            state = ExportState(
+                generation=int(meta["generation"]),
+                segments={str(k): int(v) for k, v in (meta.get("segments") or {}).items()},
+                segment_tags={str(k): str(v) for k, v in (meta.get("segment_tags") or {}).items()},
+                run_id=meta.get("run_id"),
+            )
+            return state, self.directory / meta["members_file"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self._unreadable(path, exc) from None
+
+    def _kept(self, members_path: Any | None, touched: pa.Array) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """The committed members, a row group at a time: those not ``touched`` (kept as they are) and
+        those touched (this run's rows replace them). Touched ids are looked up by sorted keys built once
+        (Arrow's ``is_in`` would build a hash table of them for every row group)."""
+        if members_path is None:
+            return
+        from mailchimp_provider.export.plan import Lookup  # plan.py imports this module
+
+        lookup = Lookup(touched)
+        try:
+            for group in staging.read_parquet_groups(members_path, STATE_SCHEMA.names):
+                group = group.cast(STATE_SCHEMA)
+                hit = pc.is_valid(lookup.index_in(group["profile_id"].combine_chunks()))
+                yield group.filter(pc.invert(hit)), group.filter(hit)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same way forward
+            raise self._unreadable(members_path, exc) from None
 
     def _unreadable(self, path: Any, exc: BaseException) -> StateError:
         first_line = (str(exc).strip().splitlines() or ["no detail"])[0][:300]
@@ -126,30 +165,37 @@ class StateStore:
         self,
         planned_from: int,
         touched: pa.Array,
-        rows: pa.Table,
+        rows: pa.Table | Iterable[pa.Table],
         segments: dict[str, int],
         segment_tags: dict[str, str],
         run_id: str,
     ) -> tuple[int, bool]:
-        """Replace the rows of the ``touched`` profile ids with ``rows`` (those still owned).
+        """Replace the rows of the ``touched`` profile ids with ``rows`` (those still owned): a table, or
+        tables one after another, so a run's rows are streamed into the new members file after the kept
+        ones, never held whole (unless another run committed meanwhile: the merge holds them).
 
         Returns the new generation and whether another run had committed since ``planned_from`` (then
         the touched profiles are merged as dirty). ``segments`` and ``segment_tags`` replace only the
         entries they name, so a run of some segments keeps what it did not read.
         """
         with self._locked():
-            current = self.load()
+            current, members_path = self._head()
             if current.run_id == run_id and current.generation > planned_from:
                 return current.generation, False  # a retry of a run that already committed
             conflict = current.generation != planned_from
-            if conflict:
-                rows = _merge_dirty(current.members, touched, rows)
-            kept = current.members.filter(
-                pc.invert(pc.is_in(current.members["profile_id"], value_set=touched))
-            )
-            members = pa.concat_tables([kept, rows.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)])
+            tables = [rows] if isinstance(rows, pa.Table) else rows
             generation = current.generation + 1
-            staging.write_parquet(self.members_file(generation), members)
+            with staging.parquet_stream(self.members_file(generation), STATE_SCHEMA) as members:
+                theirs = [STATE_SCHEMA.empty_table()]
+                for kept, replaced in self._kept(members_path, touched):
+                    members.write(kept)
+                    if conflict:
+                        theirs.append(replaced)
+                if conflict:
+                    ours = pa.concat_tables([STATE_SCHEMA.empty_table(), *map(_as_state, tables)])
+                    tables = [_merge_dirty(pa.concat_tables(theirs), ours)]
+                for table in tables:
+                    members.write(_as_state(table))
             meta = {
                 "format": 1,
                 "generation": generation,
@@ -157,7 +203,7 @@ class StateStore:
                 "run_id": run_id,
                 "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "members_file": self.members_file(generation).name,
-                "owned_members": members.num_rows,
+                "owned_members": members.rows,
                 "segments": {**current.segments, **segments},
                 "segment_tags": {**current.segment_tags, **segment_tags},
                 "merged_with_concurrent_run": conflict,
@@ -173,13 +219,15 @@ class StateStore:
                 path.unlink()
 
 
-def _merge_dirty(current: pa.Table, touched: pa.Array, rows: pa.Table) -> pa.Table:
-    """The touched profiles after a concurrent commit: each row this run or the other holds, marked
-    dirty, with the union of both runs' tags and segments; the other run's values win for the rest."""
-    theirs = {
-        r["profile_id"]: r
-        for r in current.filter(pc.is_in(current["profile_id"], value_set=touched)).to_pylist()
-    }
+def _as_state(rows: pa.Table) -> pa.Table:
+    return rows.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
+
+
+def _merge_dirty(theirs_rows: pa.Table, rows: pa.Table) -> pa.Table:
+    """The touched profiles after a concurrent commit (``theirs_rows``: the other run's rows of them):
+    each row this run or the other holds, marked dirty, with the union of both runs' tags and segments;
+    the other run's values win for the rest."""
+    theirs = {r["profile_id"]: r for r in theirs_rows.to_pylist()}
     merged: dict[str, dict] = {}
     for row in rows.to_pylist():
         other = theirs.pop(row["profile_id"], None)

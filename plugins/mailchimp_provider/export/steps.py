@@ -89,13 +89,14 @@ def check_audience(definition: ExportDefinition, run_id: str, dry_run: bool = Fa
     if definition.transform:
         transform.load_function(definition.transform)  # fail now on a missing module or function
     archived = list(hook.iter_member_hashes(list_id, "archived"))
-    state = state_store(definition).load()  # an unreadable state stops the run here, before any work
+    # an unreadable state stops the run here, before any work
+    _, sample = state_store(definition).sample_hashes(LOST_SAMPLE, random.Random())
     tag_ids = _tag_ids(hook, definition, create=not dry_run)
-    lost = _lost_members(hook, list_id, state)
+    lost = _lost_members(hook, list_id, sample)
     full_sync_reason = None
     if lost:
         full_sync_reason = (
-            f"{len(lost)} of {min(LOST_SAMPLE, state.owned)} sampled members the export owns are missing from "
+            f"{len(lost)} of {len(sample)} sampled members the export owns are missing from "
             "the audience (deleted in Mailchimp, or Mailchimp lost them): every profile is sent again"
         )
         log.warning("Full sync: %s", full_sync_reason)
@@ -135,15 +136,10 @@ def _tag_ids(hook: MailchimpHook, definition: ExportDefinition, create: bool) ->
     return ids
 
 
-def _lost_members(hook: MailchimpHook, list_id: str, state: ExportState) -> list[str]:
-    """The hashes of a random sample of owned members that the audience no longer has (404). Archived
-    members are still there (and are never restored); members deleted for good or lost are not."""
-    if not state.owned:
-        return []
-    rng = random.Random()
-    picks = rng.sample(range(state.owned), min(LOST_SAMPLE, state.owned))
-    hashes = state.members["subscriber_hash"].take(pa.array(picks, pa.int64())).to_pylist()
-    return [member_hash for member_hash in hashes if hook.get_member(list_id, member_hash) is None]
+def _lost_members(hook: MailchimpHook, list_id: str, sample: list[str]) -> list[str]:
+    """The hashes of the sampled owned members that the audience no longer has (404). Archived members
+    are still there (and are never restored); members deleted for good or lost are not."""
+    return [member_hash for member_hash in sample if hook.get_member(list_id, member_hash) is None]
 
 
 def _cursor(conn_id: str) -> tuple[Any, Any, Any]:
@@ -450,19 +446,16 @@ def reconcile_run(
     else:
         hook = MailchimpHook(definition.mailchimp.conn_id)
         list_id = definition.mailchimp.audience_id
-        outcomes, rows = pipeline.settle_in_staging(
-            paths, lambda member_hash: hook.get_member(list_id, member_hash)
-        )
-        report.add_outcomes(outcomes)
-        failed = outcomes.filter(
-            pc.is_in(outcomes["outcome"], value_set=pa.array(["failed", "outcome_unknown"]))
-        )
-        if failed.num_rows:
-            staging.write_parquet(paths.root / "mailchimp_rejects.parquet", failed)
+        pipeline.settle_to_staging(paths, report, lambda member_hash: hook.get_member(list_id, member_hash))
         touched = pipeline.touched_ids(paths)
         segments = {s: prepared["segment_rows"].get(s, 0) for s in prepared["segments"]}
         generation, merged = state_store(definition).commit(
-            plan["generation"], touched, rows, segments, definition.segment_tags(), run_id
+            plan["generation"],
+            touched,
+            staging.read_parquet_groups(paths.settled_state),
+            segments,
+            definition.segment_tags(),
+            run_id,
         )
         report.state = {"generation": generation, "merged_with_concurrent_run": merged}
         if merged:

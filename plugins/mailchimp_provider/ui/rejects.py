@@ -10,7 +10,7 @@ from typing import Any
 from mailchimp_provider.export import staging
 from mailchimp_provider.export.summary import run_paths
 
-MAILCHIMP_REJECTS = "mailchimp_rejects.parquet"
+MAILCHIMP_REJECTS = staging.MAILCHIMP_REJECTS
 REJECT_COLUMNS = ("profile_id", "email", "stage", "reason", "detail")
 
 
@@ -26,7 +26,7 @@ def iter_rejects(export: str, run_id: str) -> Iterator[dict[str, Any]]:
                 "reason": row["reason"],
                 "detail": row.get("detail"),
             }
-    failed = paths.root / MAILCHIMP_REJECTS
+    failed = paths.mailchimp_rejects
     if failed.exists():
         for row in staging.read_parquet(failed, ["profile_id", "email", "error"]).to_pylist():
             yield {
