@@ -78,9 +78,7 @@ class StateStore:
         state, members_path = self._head()
         if members_path is not None:
             try:
-                state.members = (
-                    staging.read_parquet(members_path).select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
-                )
+                state.members = _as_state(staging.read_parquet(members_path))
             except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same way forward
                 raise self._unreadable(members_path, exc) from None
         return state
@@ -128,7 +126,7 @@ class StateStore:
         lookup = Lookup(touched)
         try:
             for group in staging.read_parquet_groups(members_path, STATE_SCHEMA.names):
-                group = group.cast(STATE_SCHEMA)
+                group = _as_state(group)
                 hit = pc.is_valid(lookup.index_in(group["profile_id"].combine_chunks()))
                 yield group.filter(pc.invert(hit)), group.filter(hit)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same way forward
