@@ -26,13 +26,24 @@ def _postgres_reachable() -> bool:
     return True
 
 
+def _bench(tmp_path: Path, *args: str) -> str:
+    """The benchmark's markdown report, run at a small N with ``args``."""
+    report = tmp_path / "bench.md"
+    out = subprocess.run(
+        [sys.executable, str(BENCH), *args, "--write", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return report.read_text()
+
+
 def test_benchmark_prints_every_figure(tmp_path) -> None:
-    args = ["--profiles", "20000", "--naive-sample", "50", "--write", str(tmp_path / "bench.md")]
+    args = ["--profiles", "20000", "--naive-sample", "50"]
     if not _postgres_reachable():
         args.append("--skip-postgres")
-    out = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    text = (tmp_path / "bench.md").read_text()
+    text = _bench(tmp_path, *args)
     for kind in ["sqlite"] + ([] if "--skip-postgres" in args else ["postgres"]):
         assert f"## {kind}" in text
     for stage in (
@@ -53,17 +64,7 @@ def test_benchmark_prints_every_figure(tmp_path) -> None:
 
 def test_benchmark_measures_the_preparation_alone(tmp_path) -> None:
     """--preparation-only: the preparation's stages and the floor, nothing uploaded."""
-    args = [
-        "--profiles",
-        "5000",
-        "--skip-postgres",
-        "--preparation-only",
-        "--write",
-        str(tmp_path / "bench.md"),
-    ]
-    out = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    text = (tmp_path / "bench.md").read_text()
+    text = _bench(tmp_path, "--profiles", "5000", "--skip-postgres", "--preparation-only")
     assert "## sqlite: preparation only" in text
     for stage in ("extract", "validate and map", "validate and map, 2 partitions side by side", "chunk"):
         assert f"| {stage} |" in text
@@ -74,18 +75,7 @@ def test_benchmark_measures_the_preparation_alone(tmp_path) -> None:
 def test_benchmark_runs_the_export_as_the_dags_tasks(tmp_path) -> None:
     """The 10,000,000-profile mode (documented, not run in CI), at a small N: every task in its own
     process, each with its peak memory, beside the 1 GB target."""
-    args = [
-        "--profiles",
-        "5000",
-        "--partitions",
-        "2",
-        "--skip-postgres",
-        "--write",
-        str(tmp_path / "bench.md"),
-    ]
-    out = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    text = (tmp_path / "bench.md").read_text()
+    text = _bench(tmp_path, "--profiles", "5000", "--partitions", "2", "--skip-postgres")
     assert "## sqlite: one export run as the DAG's tasks, preparation in 2 partitions" in text
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     for task in (
